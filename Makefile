@@ -1,0 +1,54 @@
+# groupwatch — the two commands a newcomer needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-fast lint format run stop kafka topics bench schemas clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "groupwatch needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+## The whole suite; starts a real Kafka broker (from Maven Central jars) unless
+## KAFKA_BOOTSTRAP_SERVERS points at one.
+test: install
+	$(BIN)/pytest
+
+## Only the tests that need no broker.
+test-fast: install
+	$(BIN)/pytest -m "not kafka and not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/groupwatch schemas
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+schemas: install
+	$(BIN)/groupwatch schemas --write
+
+## Runs what exists of the stack natively (broker + topics today; see README).
+run: install
+	$(BIN)/groupwatch up
+
+stop: install
+	$(BIN)/groupwatch kafka stop
+
+kafka: install
+	$(BIN)/groupwatch kafka start
+
+topics: install
+	$(BIN)/groupwatch topics create
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""groupwatch analytics stage."""

@@ -1,0 +1,3 @@
+from groupwatch.cli import main
+
+main()

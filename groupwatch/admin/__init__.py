@@ -1,0 +1,1 @@
+"""Kafka administration: creating the pipeline topics."""

@@ -1,0 +1,1 @@
+"""The local single-node Kafka broker (KRaft) that groupwatch starts from Maven jars."""

@@ -1,0 +1,191 @@
+"""The records on every groupwatch topic: msgspec Structs, their codecs and JSON Schemas.
+
+These classes are the wire contract. Every stage imports them; none redefines a field.
+The JSON Schemas in ``schemas/`` are generated from them (``groupwatch schemas --write``)
+and a test fails when the checked-in files drift from the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal, TypeVar
+
+import msgspec
+
+from groupwatch.contracts import topics
+from groupwatch.contracts.catalog import Category
+
+# Callback commands groupwatch analyses.
+CMD_SEND_MSG_EXCEPTION: Final = "Group.CallbackSendMsgException"
+CMD_AFTER_SEND_MSG: Final = "Group.CallbackAfterSendMsg"
+
+# Kafka header carrying the callback command on raw-event records.
+COMMAND_HEADER: Final = "callback_command"
+
+
+class ExceptionEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """A normalized ``Group.CallbackSendMsgException`` (topic ``<prefix>.exceptions``)."""
+
+    event_id: str
+    sdkappid: str
+    callback_command: str = CMD_SEND_MSG_EXCEPTION
+    group_id: str
+    group_type: str | None = None
+    from_account: str | None = None
+    operator_account: str | None = None
+    random: int | None = None
+    online_only: bool | None = None
+    msg_types: list[str] = msgspec.field(default_factory=list)
+    error_code: int
+    error_info: str | None = None
+    error_category: Category
+    event_time_ms: int
+    received_at_ms: int
+    client_ip: str | None = None
+    platform: str | None = None
+    # Body fields groupwatch does not know, kept as they came.
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
+    # Only with GROUPWATCH_KEEP_MESSAGE_CONTENT=1.
+    msg_body: list[Any] | None = None
+    cloud_custom_data: str | None = None
+
+
+class SendEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """A normalized ``Group.CallbackAfterSendMsg`` (topic ``<prefix>.sends``).
+
+    Only what the failure ratio and deduplication need: no message content.
+    """
+
+    event_id: str
+    sdkappid: str
+    callback_command: str = CMD_AFTER_SEND_MSG
+    group_id: str
+    group_type: str | None = None
+    from_account: str | None = None
+    random: int | None = None
+    msg_seq: int | None = None
+    event_time_ms: int
+    received_at_ms: int
+
+
+class DlqRecord(msgspec.Struct, kw_only=True):
+    """A rejected callback payload (topic ``<prefix>.dlq``). Never carries Sign or tokens."""
+
+    reason: str
+    field: str | None = None
+    sdkappid: str | None = None
+    callback_command: str | None = None
+    query: dict[str, str] = msgspec.field(default_factory=dict)
+    body: str
+    body_truncated: bool = False
+    received_at_ms: int
+
+
+class FailureWindow(msgspec.Struct, kw_only=True):
+    """Full current state of one (app, group, error code, window) (``<prefix>.failure-windows``).
+
+    Never a delta: the newest record of a key replaces every earlier one. ``final`` is
+    true exactly once per key, when the window closes.
+    """
+
+    sdkappid: str
+    group_id: str
+    group_type: str | None = None
+    error_code: int
+    error_category: Category
+    window_start: str
+    window_end: str
+    window_start_ms: int
+    window_end_ms: int
+    failures: int
+    failures_per_minute: float
+    senders: int
+    first_event_time_ms: int
+    last_event_time_ms: int
+    group_failures: int
+    group_sends: int | None = None
+    failure_ratio: float | None = None
+    final: bool
+    updated_at: str
+    updated_at_ms: int
+
+
+class LateEvent(msgspec.Struct, kw_only=True):
+    """An event that arrived after its window closed (topic ``<prefix>.late-events``)."""
+
+    reason: str
+    source_topic: str
+    event_kind: Literal["exception", "send"]
+    event_id: str
+    sdkappid: str
+    group_id: str
+    event_time_ms: int
+    window_start_ms: int
+    window_end_ms: int
+    stream_time_ms: int
+    detected_at_ms: int
+    event: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ErrorCount(msgspec.Struct, kw_only=True):
+    error_code: int
+    error_category: Category
+    failures: int
+
+
+class Alert(msgspec.Struct, kw_only=True):
+    """A failure spike of one group in one window (topic ``<prefix>.alerts``)."""
+
+    sdkappid: str
+    group_id: str
+    group_type: str | None = None
+    window_start: str
+    window_end: str
+    window_start_ms: int
+    window_end_ms: int
+    reason: Literal["threshold", "baseline"]
+    failures: int
+    threshold: int
+    baseline: float | None = None
+    baseline_factor: float
+    top_error_codes: list[ErrorCount] = msgspec.field(default_factory=list)
+    group_sends: int | None = None
+    failure_ratio: float | None = None
+    raised_at: str
+    raised_at_ms: int
+
+
+Record = ExceptionEvent | SendEvent | DlqRecord | FailureWindow | LateEvent | Alert
+R = TypeVar("R", ExceptionEvent, SendEvent, DlqRecord, FailureWindow, LateEvent, Alert)
+
+# The record type carried by each topic (by topic suffix).
+RECORD_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
+    topics.EXCEPTIONS: ExceptionEvent,
+    topics.SENDS: SendEvent,
+    topics.DLQ: DlqRecord,
+    topics.FAILURE_WINDOWS: FailureWindow,
+    topics.LATE_EVENTS: LateEvent,
+    topics.ALERTS: Alert,
+}
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def encode(record: msgspec.Struct) -> bytes:
+    """JSON bytes of a record (the value written to Kafka)."""
+    return _encoder.encode(record)
+
+
+def decode(data: bytes | str, record_type: type[R]) -> R:
+    """Parse and validate a record; raises ``msgspec.ValidationError`` naming the field."""
+    decoder = _decoders.get(record_type)
+    if decoder is None:
+        decoder = _decoders[record_type] = msgspec.json.Decoder(record_type)
+    return decoder.decode(data)
+
+
+def json_schema(record_type: type[msgspec.Struct]) -> dict[str, Any]:
+    """The JSON Schema (2020-12) of a record type, as checked in under ``schemas/``."""
+    schema: dict[str, Any] = msgspec.json.schema(record_type)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema

@@ -1,0 +1,171 @@
+"""Every groupwatch setting, read from environment variables (one place, every stage).
+
+Each field is ``GROUPWATCH_<FIELD NAME IN CAPITALS>``, except ``kafka_bootstrap_servers``
+which is the conventional ``KAFKA_BOOTSTRAP_SERVERS``. The README's configuration
+reference lists them all; ``groupwatch settings`` prints the effective values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _parse_csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Construct with keyword overrides in tests."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GROUPWATCH_",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    # --- Kafka ---------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+        description="An existing cluster. When set, no local broker is started.",
+    )
+    kafka_port: int = Field(9092, description="Local broker PLAINTEXT port (127.0.0.1).")
+    kafka_controller_port: int = Field(9093, description="Local broker KRaft controller port.")
+    kafka_heap: str = Field("512m", description="Local broker JVM heap (-Xmx/-Xms).")
+    state_dir: Path = Field(Path(".groupwatch"), description="Local state: broker data, spool.")
+    kafka_data_dir: Path | None = Field(
+        None, description="Local broker data dir (default <state_dir>/kafka)."
+    )
+    kafka_jars_dir: Path = Field(
+        Path.home() / ".cache" / "groupwatch" / "kafka-jars",
+        description="Cache of the broker jars resolved by Maven (reused across runs).",
+    )
+    topic_prefix: str = Field("groupwatch", description="Prefix of every topic name.")
+    partitions: int = Field(6, ge=1, description="Partitions of every pipeline topic.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor of new topics.")
+    retention_hours: int = Field(168, ge=1, description="Retention of event topics (hours).")
+
+    # --- Ingress -------------------------------------------------------------------
+    sdkappids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Allowed SdkAppid values, comma separated."
+    )
+    callback_tokens: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description='Per-app callback tokens, "appid:token,appid:token".',
+        repr=False,
+    )
+    sign_max_skew_seconds: int = Field(60, ge=0, description="Max |now - RequestTime|.")
+    callback_path: str = Field("/callback", description="Callback URL path (/ also accepted).")
+    max_body_bytes: int = Field(65536, ge=1024, description="Largest accepted callback body.")
+    keep_message_content: bool = Field(
+        False, description="Store message text and CloudCustomData (off: privacy by default)."
+    )
+    ingest_host: str = Field("127.0.0.1", description="Ingress listen address.")
+    ingest_port: int = Field(8080, description="Ingress listen port.")
+    ingest_workers: int = Field(2, ge=1, description="Ingress worker processes.")
+    ingest_threads: int = Field(32, ge=1, description="Request threads per ingress worker.")
+    ingest_keepalive_seconds: int = Field(
+        75, ge=0, description="Idle keep-alive time of ingress connections (s)."
+    )
+    publish_timeout_ms: int = Field(
+        800, ge=50, description="Wait for the broker ack before spooling (ms, under 2 s)."
+    )
+    spool_dir: Path | None = Field(None, description="Spool dir (default <state_dir>/spool).")
+    spool_max_bytes: int = Field(1 << 30, ge=1 << 20, description="Spool size cap (bytes).")
+
+    # --- Stream --------------------------------------------------------------------
+    window_seconds: int = Field(60, ge=1, description="Tumbling window size (event time).")
+    grace_seconds: int = Field(30, ge=0, description="Grace after window end (event time).")
+    idle_close_seconds: int = Field(
+        0, ge=0, description="Wall-clock close of quiet partitions' windows; 0 = off."
+    )
+    update_interval_seconds: float = Field(
+        5.0, ge=0, description="Min seconds between non-final updates of one window key."
+    )
+    dedup_seconds: int = Field(300, ge=1, description="Same event_id within this counts once.")
+    alert_threshold: int = Field(20, ge=1, description="Alert when group window failures >= this.")
+    alert_baseline_factor: float = Field(
+        3.0, gt=1, description="Alert when failures >= factor x the group's EWMA baseline."
+    )
+    alert_ewma_alpha: float = Field(0.3, gt=0, le=1, description="EWMA weight of a new window.")
+    alert_min_failures: int = Field(
+        5, ge=1, description="Baseline alerts need at least this many window failures."
+    )
+    stream_app_id: str = Field("groupwatch-stream", description="Faust app id (consumer group).")
+    stream_state_dir: Path | None = Field(
+        None, description="Faust table store dir (default <state_dir>/stream)."
+    )
+    stream_web_port: int = Field(6066, description="Stream worker /metrics and /healthz port.")
+
+    # --- Analytics -----------------------------------------------------------------
+    duckdb_path: Path = Field(Path("data/groupwatch.duckdb"), description="The DuckDB file.")
+    snapshot_path: Path = Field(
+        Path("data/groupwatch-snapshot.duckdb"), description="Read-only snapshot for BI tools."
+    )
+    snapshot_interval_seconds: float = Field(30.0, ge=1, description="Snapshot period.")
+    sink_batch_rows: int = Field(5000, ge=1, description="Max rows per sink transaction.")
+    sink_batch_ms: int = Field(200, ge=1, description="Max ms a sink batch waits to fill.")
+    sink_group_id: str = Field("groupwatch-sink", description="Sink consumer group id.")
+    query_host: str = Field("127.0.0.1", description="Sink SQL endpoint address (loopback).")
+    query_port: int = Field(8765, description="Sink SQL endpoint port.")
+    query_timeout_seconds: float = Field(10.0, gt=0, description="Served statement timeout.")
+    query_max_rows: int = Field(10000, ge=1, description="Served result row cap.")
+
+    @field_validator("sdkappids", mode="before")
+    @classmethod
+    def _split_appids(cls, value: object) -> object:
+        return _parse_csv(value) if isinstance(value, str) else value
+
+    @field_validator("callback_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        tokens: dict[str, str] = {}
+        for item in _parse_csv(value):
+            appid, sep, token = item.partition(":")
+            if not sep or not appid.strip() or not token:
+                raise ValueError('GROUPWATCH_CALLBACK_TOKENS entries must look like "appid:token"')
+            if not 1 <= len(token) <= 128:
+                raise ValueError("a callback token is 1 to 128 characters long")
+            tokens[appid.strip()] = token
+        return tokens
+
+    @field_validator("callback_path")
+    @classmethod
+    def _path_starts_with_slash(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("GROUPWATCH_CALLBACK_PATH must start with /")
+        return value
+
+    # --- derived paths ---------------------------------------------------------------
+    @property
+    def kafka_dir(self) -> Path:
+        return self.kafka_data_dir or self.state_dir / "kafka"
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool_dir or self.state_dir / "spool"
+
+    @property
+    def stream_dir(self) -> Path:
+        return self.stream_state_dir or self.state_dir / "stream"
+
+    @property
+    def uses_external_kafka(self) -> bool:
+        return bool(self.kafka_bootstrap_servers)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Where every client connects: the external cluster, or the local broker."""
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with keyword overrides on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

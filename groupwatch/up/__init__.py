@@ -1,0 +1,1 @@
+"""``groupwatch up``: the native stack, started in order and stopped in reverse."""

@@ -1,0 +1,86 @@
+"""``groupwatch up``: broker, topics, then every stage that exists, until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import click
+
+from groupwatch.admin.topics import TopicMismatchError, create_topics
+from groupwatch.broker.jars import JarResolutionError
+from groupwatch.broker.prerequisites import PrerequisiteMissing
+from groupwatch.broker.server import BrokerError, LocalKafka
+from groupwatch.contracts import Topics, load_settings
+from groupwatch.errors import clear_errors
+from groupwatch.up.supervisor import Component, Supervisor, groupwatch_argv
+
+# Stage commands in start order; a stage runs only when its command is installed.
+STAGES: list[tuple[str, list[str]]] = [
+    ("ingest", ["ingest"]),
+    ("stream", ["stream"]),
+    ("sink", ["sink"]),
+]
+
+
+def _available(cli_names: set[str]) -> list[tuple[str, list[str]]]:
+    return [(name, args) for name, args in STAGES if args[0] in cli_names]
+
+
+@click.command()
+@click.pass_context
+@clear_errors(BrokerError, PrerequisiteMissing, JarResolutionError, TopicMismatchError)
+def up(ctx: click.Context) -> None:
+    """Start the native stack in order and keep it running until Ctrl-C (SIGINT/SIGTERM).
+
+    Order: local broker (unless KAFKA_BOOTSTRAP_SERVERS is set), topics, then the
+    ingress, one stream worker and the sink — each stage that is installed. A stage that
+    dies is reported at once and the whole stack is stopped in reverse order.
+    """
+    settings = load_settings()
+    broker = LocalKafka(settings)
+    started_broker = False
+    status = broker.start()
+    click.echo(f"kafka: {status.message}")
+    started_broker = not status.external and "started" in status.message
+    try:
+        for result in create_topics(settings):
+            click.echo(f"topics: {result.outcome} {result.spec.name}")
+        parent = ctx.parent
+        names = (
+            set(parent.command.commands)
+            if parent and isinstance(parent.command, click.Group)
+            else set()
+        )
+        supervisor = Supervisor(dict(os.environ), click.echo)
+        signal.signal(signal.SIGINT, supervisor.request_stop)
+        signal.signal(signal.SIGTERM, supervisor.request_stop)
+        logs = settings.state_dir / "logs"
+        for name, args in _available(names):
+            supervisor.start(Component(name, groupwatch_argv(*args), logs / f"{name}.log"))
+        _print_banner(settings.bootstrap_servers, Topics.from_settings(settings))
+        try:
+            dead = supervisor.wait()
+            if dead is not None:
+                click.echo(
+                    f"error: {dead.name} exited with code {dead.exit_code()}; see "
+                    f"{dead.log_path}. Stopping the stack.",
+                    err=True,
+                )
+        finally:
+            supervisor.stop_all()
+        if dead is not None:
+            raise SystemExit(1)
+    finally:
+        if started_broker:
+            click.echo(f"kafka: {broker.stop().message}")
+
+
+def _print_banner(bootstrap: str, topics: Topics) -> None:
+    click.echo("")
+    click.echo(f"groupwatch is up. Kafka: {bootstrap}")
+    click.echo(f"  check the broker by hand:  kcat -b {bootstrap} -L")
+    click.echo(
+        f"  subscribe to window aggregates:  kcat -b {bootstrap} -C -t {topics.failure_windows} -J"
+    )
+    click.echo("Press Ctrl-C to stop everything.")

@@ -1,0 +1,1 @@
+"""groupwatch ingest stage."""

@@ -1,0 +1,1 @@
+"""groupwatch stream stage."""

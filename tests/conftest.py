@@ -1,0 +1,83 @@
+"""Session fixtures: a real Kafka broker (KRaft) for the whole run, unique topics per test.
+
+Set KAFKA_BOOTSTRAP_SERVERS to run the suite against an existing broker instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from groupwatch.contracts import Settings, Topics
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of a real broker: KAFKA_BOOTSTRAP_SERVERS, or one started here."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    from groupwatch.broker.server import LocalKafka
+
+    state = tmp_path_factory.mktemp("kafka-session")
+    settings = Settings(state_dir=state, kafka_port=free_port(), kafka_controller_port=free_port())
+    broker = LocalKafka(settings)
+    result = broker.start()
+    print(f"\n[groupwatch tests] {result.message}")
+    try:
+        yield settings.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A prefix no other test uses, so every test gets its own topics."""
+    return f"gwtest-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_settings(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> Callable[..., Settings]:
+    """Settings bound to the test broker, unique topics and a private state dir."""
+
+    def make(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "kafka_bootstrap_servers": kafka_bootstrap,
+            "topic_prefix": topic_prefix,
+            "state_dir": tmp_path / "state",
+            "duckdb_path": tmp_path / "data" / "groupwatch.duckdb",
+            "snapshot_path": tmp_path / "data" / "groupwatch-snapshot.duckdb",
+            "partitions": 3,
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def topics(settings: Settings) -> Topics:
+    """Every pipeline topic created (for this test's prefix) on the real broker."""
+    from groupwatch.admin.topics import create_topics
+
+    create_topics(settings)
+    return Topics.from_settings(settings)

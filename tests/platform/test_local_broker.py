@@ -1,0 +1,98 @@
+"""`groupwatch kafka start|stop|status` on a broker of the test's own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from groupwatch.broker.prerequisites import JAVA_MISSING, parse_java_version
+from tests.conftest import free_port
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "groupwatch", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def java_pids(marker: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False)
+    return out.stdout.split()
+
+
+@pytest.mark.kafka
+def test_start_twice_status_stop_leaves_no_process(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    port = free_port()
+    env.update(
+        GROUPWATCH_STATE_DIR=str(tmp_path / "gw"),
+        GROUPWATCH_KAFKA_PORT=str(port),
+        GROUPWATCH_KAFKA_CONTROLLER_PORT=str(free_port()),
+    )
+    started = cli(env, "kafka", "start")
+    assert started.returncode == 0, started.stderr
+    assert f"on 127.0.0.1:{port}" in started.stdout and "started Kafka 4." in started.stdout
+    try:
+        again = cli(env, "kafka", "start")
+        assert again.returncode == 0
+        assert "already running" in again.stdout
+        status = cli(env, "kafka", "status")
+        assert status.returncode == 0 and "ready" in status.stdout
+        if shutil.which("kcat"):
+            listing = subprocess.run(
+                ["kcat", "-b", f"127.0.0.1:{port}", "-L", "-m", "10"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            assert f"127.0.0.1:{port}" in listing.stdout, listing.stderr
+    finally:
+        stopped = cli(env, "kafka", "stop")
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert java_pids(str(tmp_path / "gw")) == []
+    after = cli(env, "kafka", "status")
+    assert after.returncode == 3 and "not running" in after.stdout
+
+
+def test_missing_java_gives_one_clear_sentence(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"KAFKA_BOOTSTRAP_SERVERS", "JAVA_HOME"}}
+    env["PATH"] = str(tmp_path)  # nothing in it: no java, no mvn
+    env["GROUPWATCH_STATE_DIR"] = str(tmp_path / "gw")
+    result = cli(env, "kafka", "start")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: {JAVA_MISSING}"
+
+
+def test_external_cluster_starts_nothing(tmp_path: Path) -> None:
+    env = dict(
+        os.environ,
+        KAFKA_BOOTSTRAP_SERVERS="kafka.example:9092",
+        GROUPWATCH_STATE_DIR=str(tmp_path / "gw"),
+    )
+    result = cli(env, "kafka", "start")
+    assert result.returncode == 0
+    assert "using the existing cluster kafka.example:9092" in result.stdout
+    assert not (tmp_path / "gw").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "major"),
+    [
+        ('openjdk version "17.0.15" 2025-04-15', 17),
+        ('java version "1.8.0_372"', 8),
+        ('openjdk version "21" 2023-09-19', 21),
+    ],
+)
+def test_parse_java_version(text: str, major: int) -> None:
+    assert parse_java_version(text) == major

@@ -1,0 +1,105 @@
+"""`groupwatch up` starts the stack in order and Ctrl-C stops everything it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from groupwatch.up.supervisor import Component, Supervisor
+from tests.conftest import free_port
+
+
+class _Lines:
+    """Collects a process's output lines on a thread, so the test can wait for one."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._pump, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.append(line)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, marker: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if marker in self.text():
+                return self.text()
+            time.sleep(0.2)
+        raise AssertionError(f"{marker!r} not seen; output so far:\n{self.text()}")
+
+    def join(self) -> str:
+        self._thread.join(10)
+        return self.text()
+
+
+@pytest.mark.kafka
+def test_up_then_sigint_stops_the_broker_it_started(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    port = free_port()
+    env.update(
+        GROUPWATCH_STATE_DIR=str(tmp_path / "gw"),
+        GROUPWATCH_KAFKA_PORT=str(port),
+        GROUPWATCH_KAFKA_CONTROLLER_PORT=str(free_port()),
+        GROUPWATCH_TOPIC_PREFIX="uptest",
+        GROUPWATCH_DUCKDB_PATH=str(tmp_path / "data" / "gw.duckdb"),
+        GROUPWATCH_SNAPSHOT_PATH=str(tmp_path / "data" / "gw-snap.duckdb"),
+        GROUPWATCH_INGEST_PORT=str(free_port()),
+        GROUPWATCH_STREAM_WEB_PORT=str(free_port()),
+        GROUPWATCH_QUERY_PORT=str(free_port()),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "groupwatch", "up"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = _Lines(proc)
+    try:
+        out = output.wait_for("Press Ctrl-C", timeout=120)
+        assert f"127.0.0.1:{port}" in out
+        assert "topics: created uptest.exceptions" in out
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "kafka: stopped" in output.join()
+    left = subprocess.run(
+        ["pgrep", "-f", str(tmp_path / "gw")], capture_output=True, text=True, check=False
+    )
+    assert left.stdout.split() == []
+
+
+def test_supervisor_reports_a_dying_component_and_stops_the_rest(tmp_path: Path) -> None:
+    messages: list[str] = []
+    sup = Supervisor(dict(os.environ), messages.append)
+    sleeper = Component(
+        "sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "sleeper.log"
+    )
+    crasher = Component(
+        "crasher",
+        [sys.executable, "-c", "import sys, time; time.sleep(0.5); sys.exit(3)"],
+        tmp_path / "crasher.log",
+    )
+    sup.start(sleeper)
+    sup.start(crasher)
+    dead = sup.wait(poll=0.1)
+    assert dead is crasher and dead.exit_code() == 3
+    sup.stop_all()
+    assert sleeper.proc is not None and sleeper.proc.poll() is not None
+    assert messages[-2:] == ["stopped crasher (exit 3)", f"stopped sleeper (exit {-15})"]

@@ -23,10 +23,22 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def kafka_bootstrap(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """Bootstrap servers of a real broker: KAFKA_BOOTSTRAP_SERVERS, or one started here."""
+    plugins = request.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    capture = plugins.get_plugin("capturemanager")
+
+    def say(line: str) -> None:  # shown in the test log even with output captured
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"\n[groupwatch tests] {line}")
+
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
+        say(f"using the Kafka broker at {external} (KAFKA_BOOTSTRAP_SERVERS)")
         yield external
         return
     from groupwatch.broker.server import LocalKafka
@@ -34,12 +46,11 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     state = tmp_path_factory.mktemp("kafka-session")
     settings = Settings(state_dir=state, kafka_port=free_port(), kafka_controller_port=free_port())
     broker = LocalKafka(settings)
-    result = broker.start()
-    print(f"\n[groupwatch tests] {result.message}")
+    say(broker.start().message)
     try:
         yield settings.bootstrap_servers
     finally:
-        broker.stop()
+        say(broker.stop().message)
 
 
 @pytest.fixture

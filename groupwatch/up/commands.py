@@ -11,8 +11,9 @@ from groupwatch.admin.topics import TopicMismatchError, create_topics
 from groupwatch.broker.jars import JarResolutionError
 from groupwatch.broker.prerequisites import PrerequisiteMissing
 from groupwatch.broker.server import BrokerError, LocalKafka
-from groupwatch.contracts import Topics, load_settings
+from groupwatch.contracts import Settings, Topics, load_settings
 from groupwatch.errors import clear_errors
+from groupwatch.up.demo import DemoApp, ensure_demo_app, stage_environment
 from groupwatch.up.supervisor import Component, Supervisor, groupwatch_argv
 
 # Stage commands in start order; a stage runs only when its command is installed.
@@ -52,13 +53,15 @@ def up(ctx: click.Context) -> None:
             if parent and isinstance(parent.command, click.Group)
             else set()
         )
-        supervisor = Supervisor(dict(os.environ), click.echo)
+        demo = ensure_demo_app(settings)
+        env = stage_environment(settings, demo, dict(os.environ))
+        supervisor = Supervisor(env, click.echo)
         signal.signal(signal.SIGINT, supervisor.request_stop)
         signal.signal(signal.SIGTERM, supervisor.request_stop)
         logs = settings.state_dir / "logs"
         for name, args in _available(names):
             supervisor.start(Component(name, groupwatch_argv(*args), logs / f"{name}.log"))
-        _print_banner(settings.bootstrap_servers, Topics.from_settings(settings))
+        _print_banner(settings, demo, names)
         try:
             dead = supervisor.wait()
             if dead is not None:
@@ -76,11 +79,33 @@ def up(ctx: click.Context) -> None:
             click.echo(f"kafka: {broker.stop().message}")
 
 
-def _print_banner(bootstrap: str, topics: Topics) -> None:
-    click.echo("")
-    click.echo(f"groupwatch is up. Kafka: {bootstrap}")
-    click.echo(f"  check the broker by hand:  kcat -b {bootstrap} -L")
-    click.echo(
-        f"  subscribe to window aggregates:  kcat -b {bootstrap} -C -t {topics.failure_windows} -J"
-    )
-    click.echo("Press Ctrl-C to stop everything.")
+def _print_banner(settings: Settings, demo: DemoApp, commands: set[str]) -> None:
+    bootstrap = settings.bootstrap_servers
+    topics = Topics.from_settings(settings)
+    url = f"http://{settings.ingest_host}:{settings.ingest_port}{settings.callback_path}"
+    lines = ["", f"groupwatch is up. Kafka: {bootstrap}"]
+    if "ingest" in commands:
+        lines += [
+            f"  callback URL for the Chat console:  {url}",
+            f"  demo app: SdkAppid {demo.sdkappid}, callback token {demo.token}"
+            f" ({'generated now, ' if demo.created else ''}kept in {demo.path})",
+        ]
+    if "simulate" in commands and "ingest" in commands:
+        lines.append(
+            f"  send simulated traffic:  groupwatch simulate --url {url} "
+            f"--app {demo.sdkappid}:{demo.token} --count 2000"
+        )
+    if "query" in commands:
+        lines.append(
+            '  query trends:  groupwatch query "SELECT * FROM failure_trend_minute '
+            'ORDER BY minute DESC LIMIT 20"'
+        )
+    if "report" in commands:
+        lines.append("  report:  groupwatch report --since 1h")
+    lines += [
+        f"  check the broker by hand:  kcat -b {bootstrap} -L",
+        f"  subscribe to window aggregates:  kcat -b {bootstrap} -C -t {topics.failure_windows} -J",
+        "Press Ctrl-C to stop everything.",
+    ]
+    for line in lines:
+        click.echo(line)

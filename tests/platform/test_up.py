@@ -103,3 +103,21 @@ def test_supervisor_reports_a_dying_component_and_stops_the_rest(tmp_path: Path)
     sup.stop_all()
     assert sleeper.proc is not None and sleeper.proc.poll() is not None
     assert messages[-2:] == ["stopped crasher (exit 3)", f"stopped sleeper (exit {-15})"]
+
+
+def test_demo_app_is_generated_once_and_reused(tmp_path: Path) -> None:
+    from groupwatch.contracts import Settings
+    from groupwatch.up.demo import ensure_demo_app, stage_environment
+
+    settings = Settings(state_dir=tmp_path / "gw")
+    first = ensure_demo_app(settings)
+    again = ensure_demo_app(settings)
+    assert first.created and not again.created
+    assert (again.sdkappid, again.token) == (first.sdkappid, first.token)
+    assert first.sdkappid.isdigit() and len(first.token) >= 24
+    assert oct(first.path.stat().st_mode & 0o777) == "0o600"
+    env = stage_environment(settings, first, {})
+    assert env["GROUPWATCH_SDKAPPIDS"] == first.sdkappid
+    assert env["GROUPWATCH_CALLBACK_TOKENS"] == f"{first.sdkappid}:{first.token}"
+    configured = Settings(state_dir=tmp_path / "gw", sdkappids=["1400000001"])
+    assert "GROUPWATCH_SDKAPPIDS" not in stage_environment(configured, first, {})

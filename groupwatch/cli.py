@@ -15,6 +15,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("groupwatch.admin.commands", "topics"),
     ("groupwatch.contracts.commands", "settings_command"),
     ("groupwatch.contracts.commands", "schemas"),
+    ("groupwatch.simulate.commands", "simulate"),
     ("groupwatch.up.commands", "up"),
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -70,5 +71,32 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> list[TopicResult
                     results.append(TopicResult(spec, "exists"))
                 else:
                     raise
+    if missing:
+        wait_for_leaders(admin, [s.name for s in missing], timeout)
     order = {s.name: i for i, s in enumerate(specs)}
     return sorted(results, key=lambda r: order[r.spec.name])
+
+
+def wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """Block until every partition of ``names`` has a leader, so "created" means usable."""
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending:
+        metadata = admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
+        for name in list(pending):
+            topic = metadata.topics.get(name)
+            if (
+                topic is not None
+                and topic.error is None
+                and topic.partitions
+                and all(p.leader >= 0 and p.error is None for p in topic.partitions.values())
+            ):
+                pending.discard(name)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"topics without a partition leader after {timeout:.0f} s: "
+                + ", ".join(sorted(pending))
+            )
+        time.sleep(0.1)

@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast lint format run stop kafka topics bench schemas clean
+.PHONY: install test test-fast lint format run stop kafka topics schemas clean \
+	bench-ingest bench-stream bench-analytics docker-images compose-test
 
 install: $(STAMP)
 
@@ -49,6 +50,25 @@ kafka: install
 
 topics: install
 	$(BIN)/groupwatch topics create
+
+## Benchmarks (results in docs/PERFORMANCE*.md; need a broker: `make kafka`).
+bench-ingest: install
+	$(BIN)/python bench/ingest/run_bench.py
+
+bench-stream: install
+	$(BIN)/python bench/stream/bench_stream.py
+
+bench-analytics: install
+	$(BIN)/python bench/analytics/bench_sink.py
+	$(BIN)/python bench/analytics/bench_report.py
+	$(BIN)/python bench/analytics/bench_served.py
+
+## Local images without a registry (debootstrap base), then the compose proof.
+docker-images:
+	docker/build-images.sh
+
+compose-test: install
+	GROUPWATCH_COMPOSE_TEST=1 $(BIN)/pytest tests/simulate/test_compose_stack.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

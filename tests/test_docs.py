@@ -13,8 +13,10 @@ PACKAGES = ("groupwatch", "ingest", "stream", "analytics")
 
 
 def env_name(field: str) -> str:
-    return "KAFKA_BOOTSTRAP_SERVERS" if field == "kafka_bootstrap_servers" else (
-        f"GROUPWATCH_{field.upper()}"
+    return (
+        "KAFKA_BOOTSTRAP_SERVERS"
+        if field == "kafka_bootstrap_servers"
+        else (f"GROUPWATCH_{field.upper()}")
     )
 
 

@@ -8,7 +8,7 @@ reference lists them all; ``groupwatch settings`` prints the effective values.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     ingest_port: int = Field(8080, description="Ingress listen port.")
     ingest_workers: int = Field(2, ge=1, description="Ingress worker processes.")
     ingest_threads: int = Field(32, ge=1, description="Request threads per ingress worker.")
+    ingest_server: Literal["granian", "gunicorn"] = Field(
+        "granian", description="Ingress WSGI server (granian measured faster; see PERFORMANCE)."
+    )
     ingest_keepalive_seconds: int = Field(
         75, ge=0, description="Idle keep-alive time of ingress connections (s)."
     )

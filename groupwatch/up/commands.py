@@ -49,7 +49,7 @@ def up(ctx: click.Context) -> None:
             click.echo(f"topics: {result.outcome} {result.spec.name}")
         parent = ctx.parent
         names = (
-            set(parent.command.commands)
+            set(parent.command.list_commands(parent))
             if parent and isinstance(parent.command, click.Group)
             else set()
         )

@@ -1,0 +1,288 @@
+"""One sink batch: Kafka messages decoded by topic into Arrow tables (pure, no I/O).
+
+Undecodable messages become rejects (kept with topic, partition, offset, error and raw
+bytes) instead of being dropped. ``next_offsets`` is what the batch moves each
+partition's applied position to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import msgspec
+import orjson
+import pyarrow as pa
+
+from groupwatch.contracts import Topics
+from groupwatch.contracts.records import Alert, ExceptionEvent, FailureWindow, SendEvent, decode
+
+TS = pa.timestamp("ms", tz="UTC")
+
+
+class RawMessage(NamedTuple):
+    """What the sink needs of one Kafka message (a tuple: cheap to make per record)."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class Reject:
+    topic: str
+    partition: int
+    offset: int
+    error: str
+    raw: bytes | None
+
+
+@dataclass
+class Batch:
+    exceptions: list[ExceptionEvent] = field(default_factory=list)
+    sends: list[SendEvent] = field(default_factory=list)
+    windows: list[FailureWindow] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "exceptions": len(self.exceptions),
+            "sends": len(self.sends),
+            "failure_windows": len(self.windows),
+            "alerts": len(self.alerts),
+        }
+
+    @property
+    def size(self) -> int:
+        return (
+            len(self.exceptions)
+            + len(self.sends)
+            + len(self.windows)
+            + len(self.alerts)
+            + len(self.rejects)
+        )
+
+
+def collate(messages: Iterable[RawMessage], topics: Topics) -> Batch:
+    """Decode every message by its topic; bad ones become rejects.
+
+    Hot path (every record): the contract's ``decode`` per record, the topic's kind
+    looked up only when the topic changes; offsets tracked per partition as the maximum.
+    """
+    batch = Batch()
+    kinds: dict[str, tuple[type[Any], list[Any]]] = {
+        topics.exceptions: (ExceptionEvent, batch.exceptions),
+        topics.sends: (SendEvent, batch.sends),
+        topics.failure_windows: (FailureWindow, batch.windows),
+        topics.alerts: (Alert, batch.alerts),
+    }
+    next_offsets = batch.next_offsets
+    errors = (msgspec.ValidationError, msgspec.DecodeError)
+    last_topic: str | None = None
+    kind_entry: tuple[type[Any], list[Any]] | None = None
+    for msg in messages:
+        topic, partition, offset, value = msg
+        key = (topic, partition)
+        if next_offsets.get(key, 0) <= offset:
+            next_offsets[key] = offset + 1
+        if topic != last_topic:
+            last_topic, kind_entry = topic, kinds.get(topic)
+        if kind_entry is None:
+            error = f"topic {topic!r} is not one the sink consumes"
+        elif value is None:
+            error = "empty value (tombstone): no record to store"
+        else:
+            try:
+                kind_entry[1].append(decode(value, kind_entry[0]))
+                continue
+            except errors as exc:
+                error = f"{kind_entry[0].__name__}: {exc}"
+        batch.rejects.append(Reject(topic, partition, offset, error, value))
+    return batch
+
+
+def _json(value: object) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+_EXC_FIELDS = ExceptionEvent.__struct_fields__
+_EXC_TYPES: dict[str, pa.DataType] = {
+    "event_id": pa.string(),
+    "sdkappid": pa.string(),
+    "callback_command": pa.string(),
+    "group_id": pa.string(),
+    "group_type": pa.string(),
+    "from_account": pa.string(),
+    "operator_account": pa.string(),
+    "random": pa.int64(),
+    "online_only": pa.bool_(),
+    "msg_types": pa.list_(pa.string()),
+    "error_code": pa.int32(),
+    "error_info": pa.string(),
+    "error_category": pa.string(),
+    "event_time_ms": TS,
+    "received_at_ms": TS,
+    "client_ip": pa.string(),
+    "platform": pa.string(),
+    "extra": pa.string(),
+    "msg_body": pa.string(),
+    "cloud_custom_data": pa.string(),
+}
+# Arrow column name per struct field (the *_ms integers become TIMESTAMPTZ columns)
+_EXC_COLUMNS = {"event_time_ms": "event_time", "received_at_ms": "received_at"}
+
+
+def exceptions_table(events: list[ExceptionEvent]) -> pa.Table:
+    """Columns by transposing each struct's field tuple (one C call per record)."""
+    if set(_EXC_FIELDS) != set(_EXC_TYPES):  # the contract grew: map the new field here
+        raise RuntimeError(f"ExceptionEvent fields changed: {sorted(_EXC_FIELDS)}")
+    columns: dict[str, Any] = {"seq": pa.array(range(len(events)), pa.int64())}
+    transposed: list[Sequence[Any]] = (
+        list(zip(*map(msgspec.structs.astuple, events), strict=True))
+        if events
+        else [()] * len(_EXC_FIELDS)
+    )
+    for name, values in zip(_EXC_FIELDS, transposed, strict=True):
+        if name == "extra":
+            values = [_json(v) if v else None for v in values]
+        elif name == "msg_body":
+            values = [None if v is None else _json(v) for v in values]
+        columns[_EXC_COLUMNS.get(name, name)] = pa.array(values, _EXC_TYPES[name])
+    return pa.table(columns)
+
+
+def sends_table(events: list[SendEvent]) -> pa.Table:
+    return pa.table(
+        {
+            "seq": pa.array(range(len(events)), pa.int64()),
+            "event_id": pa.array([e.event_id for e in events], pa.string()),
+            "sdkappid": pa.array([e.sdkappid for e in events], pa.string()),
+            "group_id": pa.array([e.group_id for e in events], pa.string()),
+            "event_time": pa.array([e.event_time_ms for e in events], TS),
+        }
+    )
+
+
+def windows_table(records: list[FailureWindow]) -> pa.Table:
+    return pa.table(
+        {
+            "seq": pa.array(range(len(records)), pa.int64()),
+            "sdkappid": pa.array([r.sdkappid for r in records], pa.string()),
+            "group_id": pa.array([r.group_id for r in records], pa.string()),
+            "group_type": pa.array([r.group_type for r in records], pa.string()),
+            "error_code": pa.array([r.error_code for r in records], pa.int32()),
+            "error_category": pa.array([r.error_category for r in records], pa.string()),
+            "window_start": pa.array([r.window_start_ms for r in records], TS),
+            "window_end": pa.array([r.window_end_ms for r in records], TS),
+            "failures": pa.array([r.failures for r in records], pa.int64()),
+            "failures_per_minute": pa.array([r.failures_per_minute for r in records], pa.float64()),
+            "senders": pa.array([r.senders for r in records], pa.int64()),
+            "first_event_time": pa.array([r.first_event_time_ms for r in records], TS),
+            "last_event_time": pa.array([r.last_event_time_ms for r in records], TS),
+            "group_failures": pa.array([r.group_failures for r in records], pa.int64()),
+            "group_sends": pa.array([r.group_sends for r in records], pa.int64()),
+            "failure_ratio": pa.array([r.failure_ratio for r in records], pa.float64()),
+            "final": pa.array([r.final for r in records], pa.bool_()),
+            "updated_at": pa.array([r.updated_at_ms for r in records], TS),
+            "updated_at_ms": pa.array([r.updated_at_ms for r in records], pa.int64()),
+        }
+    )
+
+
+TOP_CODES = pa.list_(
+    pa.struct(
+        [("error_code", pa.int32()), ("error_category", pa.string()), ("failures", pa.int64())]
+    )
+)
+
+
+def alerts_table(records: list[Alert]) -> pa.Table:
+    return pa.table(
+        {
+            "seq": pa.array(range(len(records)), pa.int64()),
+            "sdkappid": pa.array([r.sdkappid for r in records], pa.string()),
+            "group_id": pa.array([r.group_id for r in records], pa.string()),
+            "group_type": pa.array([r.group_type for r in records], pa.string()),
+            "window_start": pa.array([r.window_start_ms for r in records], TS),
+            "window_end": pa.array([r.window_end_ms for r in records], TS),
+            "reason": pa.array([r.reason for r in records], pa.string()),
+            "failures": pa.array([r.failures for r in records], pa.int64()),
+            "threshold": pa.array([r.threshold for r in records], pa.int64()),
+            "baseline": pa.array([r.baseline for r in records], pa.float64()),
+            "baseline_factor": pa.array([r.baseline_factor for r in records], pa.float64()),
+            "top_error_codes": pa.array(
+                [[msgspec.structs.asdict(c) for c in r.top_error_codes] for r in records],
+                TOP_CODES,
+            ),
+            "group_sends": pa.array([r.group_sends for r in records], pa.int64()),
+            "failure_ratio": pa.array([r.failure_ratio for r in records], pa.float64()),
+            "raised_at": pa.array([r.raised_at_ms for r in records], TS),
+            "raised_at_ms": pa.array([r.raised_at_ms for r in records], pa.int64()),
+        }
+    )
+
+
+def rejects_table(rejects: list[Reject]) -> pa.Table:
+    return pa.table(
+        {
+            "topic": pa.array([r.topic for r in rejects], pa.string()),
+            "partition": pa.array([r.partition for r in rejects], pa.int32()),
+            "offset": pa.array([r.offset for r in rejects], pa.int64()),
+            "error": pa.array([r.error[:2000] for r in rejects], pa.string()),
+            "raw": pa.array([r.raw for r in rejects], pa.binary()),
+        }
+    )
+
+
+def offsets_table(next_offsets: dict[tuple[str, int], int]) -> pa.Table:
+    items = sorted(next_offsets.items())
+    return pa.table(
+        {
+            "topic": pa.array([k[0] for k, _ in items], pa.string()),
+            "partition": pa.array([k[1] for k, _ in items], pa.int32()),
+            "next_offset": pa.array([v for _, v in items], pa.int64()),
+        }
+    )
+
+
+@dataclass
+class Prepared:
+    """A batch turned into the Arrow tables one transaction inserts (built off the lock)."""
+
+    tables: dict[str, pa.Table]
+    counts: dict[str, int]
+    rejects: int
+    next_offsets: dict[tuple[str, int], int]
+    generation: int = 0
+
+    @property
+    def size(self) -> int:
+        return sum(self.counts.values()) + self.rejects
+
+
+def prepare(batch: Batch, generation: int = 0) -> Prepared:
+    """Build every Arrow table of the batch (only the non-empty ones)."""
+    tables: dict[str, pa.Table] = {}
+    if batch.exceptions:
+        tables["exceptions"] = exceptions_table(batch.exceptions)
+    if batch.sends:
+        tables["sends"] = sends_table(batch.sends)
+    if batch.windows:
+        tables["windows"] = windows_table(batch.windows)
+    if batch.alerts:
+        tables["alerts"] = alerts_table(batch.alerts)
+    if batch.rejects:
+        tables["rejects"] = rejects_table(batch.rejects)
+    if batch.next_offsets:
+        tables["offsets"] = offsets_table(batch.next_offsets)
+    return Prepared(
+        tables,
+        batch.counts(),
+        len(batch.rejects),
+        dict(batch.next_offsets),
+        generation,
+    )

@@ -1,0 +1,156 @@
+"""``groupwatch sink``, ``groupwatch query`` and ``groupwatch report``.
+
+Heavy modules are imported inside the commands so ``groupwatch query`` starts quickly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import click
+
+from groupwatch.contracts import load_settings
+
+FORMATS = ("table", "csv", "json")
+
+
+CLIENT_NICENESS = 10
+
+
+def _yield_cpu_to_the_pipeline() -> None:
+    """Query clients run at lower CPU priority: ad-hoc SQL never slows the sink."""
+    with suppress(AttributeError, OSError):
+        os.nice(CLIENT_NICENESS)
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """Expected failures (refused SQL, busy file, bad settings) as one ``Error:`` line."""
+    import duckdb
+    from pydantic import ValidationError
+
+    from analytics.db import DatabaseBusyError
+    from analytics.guard import QueryRefused
+    from analytics.migrations import SchemaTooNewError
+    from analytics.served import QueryFailed, QueryTimeout
+
+    kinds: tuple[type[BaseException], ...] = (
+        QueryRefused,
+        QueryTimeout,
+        QueryFailed,
+        DatabaseBusyError,
+        SchemaTooNewError,
+        FileNotFoundError,
+        duckdb.Error,
+        ValueError,
+    )
+    try:
+        yield
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid settings: {exc}") from exc
+    except kinds as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command()
+@click.option("--log-level", default="INFO", show_default=True, help="Python log level.")
+def sink(log_level: str) -> None:
+    """Consume exceptions, sends, failure windows and alerts into DuckDB (exactly once).
+
+    Also serves read-only SQL on GROUPWATCH_QUERY_HOST:GROUPWATCH_QUERY_PORT and publishes
+    a snapshot file every GROUPWATCH_SNAPSHOT_INTERVAL_SECONDS.
+    """
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    with _clear_errors():
+        from analytics.sink import Sink
+
+        worker = Sink(load_settings())
+    worker.install_signal_handlers()
+    worker.run()
+
+
+@click.command()
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--timing", is_flag=True, help="Print the query's round trip time on stderr.")
+def query(sql: str, fmt: str, timing: bool) -> None:
+    """Run one read-only SELECT against the running sink (or the file when none runs)."""
+    _yield_cpu_to_the_pipeline()
+    with _clear_errors():
+        from rich.console import Console
+
+        from analytics.client import run_query
+        from analytics.output import render
+
+        started = time.perf_counter()
+        answer = run_query(load_settings(), sql)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        render(answer.table, fmt, Console(soft_wrap=True), answer.truncated)
+    if timing:
+        click.echo(f"query: {elapsed_ms:.1f} ms via {answer.source}", err=True)
+
+
+def _since_ms(value: str) -> int:
+    units: dict[str, Callable[[float], float]] = {
+        "s": lambda n: n,
+        "m": lambda n: n * 60,
+        "h": lambda n: n * 3600,
+        "d": lambda n: n * 86400,
+    }
+    value = value.strip().lower()
+    if len(value) >= 2 and value[-1] in units:
+        try:
+            number = float(value[:-1])
+        except ValueError:
+            number = -1
+        if number > 0:
+            return int(units[value[-1]](number) * 1000)
+    raise click.BadParameter(f"{value!r}: use a duration like 90s, 15m, 1h or 2d")
+
+
+@click.command()
+@click.option("--since", default="1h", show_default=True, help="Window: 90s, 15m, 1h, 2d.")
+@click.option("--app", default=None, help="Only this SdkAppid.")
+@click.option("--top", default=10, show_default=True, type=int, help="Rows per top list.")
+@click.option(
+    "--chart",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a chart: out.png, or out.html (the png embedded).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead.")
+def report(since: str, app: str | None, top: int, chart: Path | None, as_json: bool) -> None:
+    """Failures report: totals, per-minute trend, top groups, codes, categories, alerts."""
+    _yield_cpu_to_the_pipeline()
+    since_ms = _since_ms(since)
+    with _clear_errors():
+        import orjson
+        from rich.console import Console
+
+        from analytics.client import runner
+        from analytics.report import ReportParams, build_report
+        from analytics.report_view import print_report
+
+        params = ReportParams(since_ms=since_ms, app=app, top=top)
+        if chart is not None:
+            from analytics.chart import check_chart_path
+
+            check_chart_path(chart)
+        result = build_report(runner(load_settings()), params)
+        if as_json:
+            click.echo(orjson.dumps(result.as_json(), default=str).decode())
+        else:
+            print_report(result, Console())
+        if chart is not None:
+            from analytics.chart import write_chart
+
+            write_chart(result, chart)
+            click.echo(f"chart written to {chart}", err=True)

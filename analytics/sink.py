@@ -1,0 +1,296 @@
+"""``groupwatch sink``: the one process that writes the DuckDB file, exactly once.
+
+Each batch (up to ``sink_batch_rows`` records or ``sink_batch_ms``) is applied with its
+Kafka offsets in one DuckDB transaction. A fetch thread consumes, decodes and builds the
+Arrow tables of the next batch while this one is applied (DuckDB releases the GIL while
+it inserts and commits); at most one prepared batch waits. On partition assignment the
+consumer seeks to the offsets stored in DuckDB; a batch fetched before that assignment is
+dropped unapplied (``generation``). Kafka's committed offsets are written afterwards only
+so lag tools see progress and are never read back.
+"""
+
+from __future__ import annotations
+
+import gc
+import ipaddress
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+
+import duckdb
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from analytics.apply import apply_batch, prune_send_ids, stored_offsets
+from analytics.batch import Prepared, RawMessage, collate, prepare
+from analytics.db import open_writer
+from analytics.metrics import SinkStats
+from analytics.migrations import migrate
+from analytics.server import QueryServer, create_app
+from analytics.snapshot import Snapshotter, take_snapshot
+from groupwatch.contracts import Settings, Topics
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_SECONDS = 600
+
+# Every record allocates several GC-tracked objects (Kafka message, struct, lists) that
+# live until its batch is applied and never form cycles. With automatic collection the
+# collector ran dozens of times per batch, re-scanning every live record each time (a
+# quarter of the sink's CPU in the profile, see docs/PERFORMANCE-analytics.md). So the
+# loop runs with automatic collection off and collects between batches, every
+# GC_EVERY_SECONDS, for the few cycles other code (HTTP handlers, errors) may leave.
+GC_EVERY_SECONDS = 5.0
+
+
+def check_loopback(host: str) -> None:
+    """The SQL endpoint is for this machine only."""
+    if host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise ValueError(f"GROUPWATCH_QUERY_HOST must be a loopback address, got {host!r}")
+
+
+class Sink:
+    """Consumer loop + served SQL + snapshots around one writer connection."""
+
+    def __init__(self, settings: Settings, serve: bool = True, snapshots: bool = True) -> None:
+        check_loopback(settings.query_host)
+        self.settings = settings
+        self.topics = Topics.from_settings(settings)
+        self.stats = SinkStats()
+        self.stopping = threading.Event()
+        self.con = open_writer(settings.duckdb_path, settings.snapshot_path)
+        migrate(self.con)
+        # Served queries and snapshots use cursors of this connection, never self.con.
+        self.reader_parent = self.con.cursor()
+        self.offsets_reader = self.con.cursor()
+        self.apply_lock = threading.Lock()
+        self.generation = 0
+        self.positions: dict[tuple[str, int], int] = {}
+        self.lag_offsets: dict[tuple[str, int], int] = {}
+        self.lag_lock = threading.Lock()  # lag_offsets: written by apply, read by fetch
+        self.server: QueryServer | None = None
+        if serve:
+            app = create_app(
+                self.reader_parent,
+                self.stats,
+                settings.query_timeout_seconds,
+                settings.query_max_rows,
+            )
+            self.server = QueryServer(app, settings.query_host, settings.query_port)
+        self.snapshotter: Snapshotter | None = None
+        if snapshots:
+            self.snapshotter = Snapshotter(
+                self.reader_parent.cursor(),
+                settings.snapshot_path,
+                settings.snapshot_interval_seconds,
+                self.stats,
+            )
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": settings.sink_group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "allow.auto.create.topics": False,
+                # static membership: a restarted sink takes its partitions back at once
+                "group.instance.id": f"{settings.sink_group_id}-writer",
+                "session.timeout.ms": 10000,
+            }
+        )
+
+    # --- partition assignment (called inside consume()) ---------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Under the apply lock: no batch is half-applied while the stored offsets are read,
+        # and a batch fetched before this assignment (older generation) is never applied.
+        with self.apply_lock:
+            self.generation += 1
+            stored = stored_offsets(self.offsets_reader)
+        self.positions = dict(stored)
+        for tp in partitions:
+            tp.offset = stored.get((tp.topic, tp.partition), OFFSET_BEGINNING)
+        consumer.assign(partitions)
+        log.info(
+            "assigned %s",
+            ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in partitions),
+        )
+
+    # --- consume, decode, build Arrow (outside the transaction) --------------------------
+    def _fresh(self, messages: list[Message]) -> list[RawMessage]:
+        out: list[RawMessage] = []
+        positions = self.positions
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    if err.fatal():
+                        raise RuntimeError(f"fatal Kafka error: {err}")
+                    log.warning("kafka: %s", err)
+                continue
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            if topic is None or partition is None or offset is None:
+                continue
+            if offset < positions.get((topic, partition), 0):
+                continue  # already in DuckDB: a redelivery never applies twice
+            out.append(RawMessage(topic, partition, offset, msg.value()))
+        return out
+
+    def fetch_once(self) -> Prepared | None:
+        """Consume up to sink_batch_rows records / sink_batch_ms and prepare them."""
+        self._commit_for_lag()
+        s = self.settings
+        messages = self.consumer.consume(
+            num_messages=s.sink_batch_rows, timeout=s.sink_batch_ms / 1000
+        )
+        fresh = self._fresh(messages)
+        if not fresh:
+            return None
+        batch = collate(fresh, self.topics)
+        self.positions.update(batch.next_offsets)
+        return prepare(batch, self.generation)
+
+    def _commit_for_lag(self) -> None:
+        with self.lag_lock:
+            pending, self.lag_offsets = self.lag_offsets, {}
+        if not pending:
+            return
+        tps = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
+        try:
+            self.consumer.commit(offsets=tps, asynchronous=True)
+        except Exception as exc:  # lag visibility only; DuckDB holds the truth
+            log.debug("kafka commit for lag visibility failed: %s", exc)
+
+    # --- one transaction per batch ------------------------------------------------------
+    def apply_once(self, prepared: Prepared) -> int:
+        """Apply one prepared batch with its offsets; returns the records applied."""
+        with self.apply_lock:
+            if prepared.generation != self.generation:
+                return 0  # fetched before a reassignment; re-read from the stored offsets
+            started, cpu_started = time.perf_counter(), time.thread_time()
+            apply_batch(self.con, prepared)
+            elapsed = time.perf_counter() - started
+            cpu = time.thread_time() - cpu_started
+        self.stats.record_batch(elapsed, cpu, prepared.counts, prepared.rejects)
+        log.debug("batch of %d records applied in %.1f ms", prepared.size, elapsed * 1000)
+        if prepared.rejects:
+            log.warning("%d undecodable records stored in sink_rejects", prepared.rejects)
+        with self.lag_lock:
+            self.lag_offsets.update(prepared.next_offsets)
+        return prepared.size
+
+    def _fetch_loop(self, ready: queue.Queue[Prepared | BaseException]) -> None:
+        """The fetch thread: the only user of the consumer while the sink runs."""
+        try:
+            while not self.stopping.is_set():
+                prepared = self.fetch_once()
+                if prepared is not None:
+                    self._hand_over(ready, prepared)
+        except BaseException as exc:  # handed to the apply loop, which raises it
+            self._hand_over(ready, exc)
+
+    def _hand_over(
+        self, ready: queue.Queue[Prepared | BaseException], item: Prepared | BaseException
+    ) -> None:
+        """Queue an item for the apply loop; give up once the sink is stopping."""
+        while not self.stopping.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        """Serve, snapshot and consume until ``stop()`` (SIGTERM/SIGINT) or ``until()``."""
+        t = self.topics
+        self.consumer.subscribe(
+            [t.exceptions, t.sends, t.failure_windows, t.alerts], on_assign=self._on_assign
+        )
+        if self.server is not None:
+            self.server.start()
+            log.info("served SQL on http://%s:%d", self.settings.query_host, self.server.port)
+        if self.snapshotter is not None:
+            self.snapshotter.start()
+        last_log = last_prune = last_gc = time.monotonic()
+        # Objects alive now (modules, settings, the caller's data) are never scanned again.
+        gc_was_enabled = gc.isenabled()
+        gc.freeze()
+        gc.disable()
+        ready: queue.Queue[Prepared | BaseException] = queue.Queue(maxsize=1)
+        fetcher = threading.Thread(
+            target=self._fetch_loop, args=(ready,), name="sink-fetch", daemon=True
+        )
+        fetcher.start()
+        try:
+            while not self.stopping.is_set():
+                if until is not None and until():
+                    break
+                try:
+                    item = ready.get(timeout=0.05)
+                except queue.Empty:
+                    item = None
+                if isinstance(item, BaseException):
+                    raise RuntimeError("the sink's fetch thread failed") from item
+                if item is not None:
+                    self.apply_once(item)
+                if time.monotonic() - last_gc >= GC_EVERY_SECONDS:
+                    gc.collect()  # between batches: no transaction is open
+                    last_gc = time.monotonic()
+                if time.monotonic() - last_prune >= PRUNE_EVERY_SECONDS:
+                    last_prune = time.monotonic()
+                    with self.apply_lock:
+                        forgotten = prune_send_ids(self.con)
+                    log.info("forgot %d send ids older than the dedup retention", forgotten)
+                if time.monotonic() - last_log >= 10:
+                    last_log = time.monotonic()
+                    summary = self.stats.summary(since=time.time() - 10)
+                    log.info(
+                        "sink: %d batches, %d rows; last 10 s max batch %s ms",
+                        summary["batches"],
+                        summary["rows"],
+                        summary["max_batch_ms"],
+                    )
+        finally:
+            log.info("sink stopping")
+            self.stopping.set()
+            fetcher.join()  # it returns within one consume() timeout
+            if gc_was_enabled:
+                gc.enable()
+            gc.unfreeze()
+            self.close()
+
+    def stop(self, *_: object) -> None:
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        if self.snapshotter is not None:
+            self.snapshotter.stop()
+            self.snapshotter.join(timeout=30)
+        try:
+            self.consumer.close()
+        except Exception as exc:
+            log.debug("consumer close: %s", exc)
+        if self.snapshotter is not None:
+            try:
+                take_snapshot(self.reader_parent.cursor(), self.settings.snapshot_path)
+            except duckdb.Error:
+                log.exception("final snapshot failed")
+        self.con.close()

@@ -1,0 +1,144 @@
+"""Per-key aggregate state of open windows and the FailureWindow records built from it.
+
+Every stored value carries ``off``: the highest source offset already applied to it, so
+an event re-read after a crash changes nothing it already changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from groupwatch.contracts.catalog import Category
+from groupwatch.contracts.keys import iso_utc
+from groupwatch.contracts.records import FailureWindow
+
+GroupId = tuple[int, str, str]  # (window_start_ms, sdkappid, group_id)
+
+
+@dataclass
+class CodeAgg:
+    """Failures of one (window, app, group, error code)."""
+
+    ws: int
+    app: str
+    grp: str
+    code: int
+    cat: Category
+    gt: str | None = None
+    n: int = 0
+    senders: set[str] = field(default_factory=set)
+    first: int | None = None
+    last: int | None = None
+    off: int = -1
+
+    @property
+    def group(self) -> GroupId:
+        return (self.ws, self.app, self.grp)
+
+    def add(
+        self, event_time_ms: int, sender: str | None, group_type: str | None, offset: int
+    ) -> bool:
+        """Count one failure; False (no change) when ``offset`` was already applied."""
+        if offset <= self.off:
+            return False
+        self.n += 1
+        if sender:
+            self.senders.add(sender)
+        if group_type and not self.gt:
+            self.gt = group_type
+        self.first = event_time_ms if self.first is None else min(self.first, event_time_ms)
+        self.last = event_time_ms if self.last is None else max(self.last, event_time_ms)
+        self.off = offset
+        return True
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ws": self.ws,
+            "app": self.app,
+            "grp": self.grp,
+            "code": self.code,
+            "cat": self.cat,
+            "gt": self.gt,
+            "n": self.n,
+            "snd": sorted(self.senders),
+            "first": self.first,
+            "last": self.last,
+            "off": self.off,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CodeAgg:
+        return cls(
+            ws=d["ws"],
+            app=d["app"],
+            grp=d["grp"],
+            code=d["code"],
+            cat=d["cat"],
+            gt=d.get("gt"),
+            n=d["n"],
+            senders=set(d["snd"]),
+            first=d.get("first"),
+            last=d.get("last"),
+            off=d["off"],
+        )
+
+
+@dataclass
+class Count:
+    """A counter with the highest applied source offset (sends per group or app)."""
+
+    n: int = 0
+    off: int = -1
+
+    def add(self, offset: int) -> bool:
+        if offset <= self.off:
+            return False
+        self.n += 1
+        self.off = offset
+        return True
+
+
+@dataclass(frozen=True)
+class GroupTotals:
+    failures: int
+    sends: int | None  # None: the app sent no send callbacks in this window (partition)
+    ratio: float | None
+
+
+def group_totals(failures: int, group_sends: int, app_has_sends: bool) -> GroupTotals:
+    """failure_ratio = failures / (failures + sends); None without send callbacks for the app."""
+    if not app_has_sends:
+        return GroupTotals(failures, None, None)
+    total = failures + group_sends
+    ratio = round(failures / total, 6) if total else None
+    return GroupTotals(failures, group_sends, ratio)
+
+
+def failure_window(
+    agg: CodeAgg, totals: GroupTotals, size_ms: int, final: bool, updated_at_ms: int
+) -> FailureWindow:
+    """The full current state of one window key as its output record."""
+    end = agg.ws + size_ms
+    return FailureWindow(
+        sdkappid=agg.app,
+        group_id=agg.grp,
+        group_type=agg.gt,
+        error_code=agg.code,
+        error_category=agg.cat,
+        window_start=iso_utc(agg.ws),
+        window_end=iso_utc(end),
+        window_start_ms=agg.ws,
+        window_end_ms=end,
+        failures=agg.n,
+        failures_per_minute=round(agg.n * 60_000 / size_ms, 6),
+        senders=len(agg.senders),
+        first_event_time_ms=agg.first if agg.first is not None else agg.ws,
+        last_event_time_ms=agg.last if agg.last is not None else agg.ws,
+        group_failures=totals.failures,
+        group_sends=totals.sends,
+        failure_ratio=totals.ratio,
+        final=final,
+        updated_at=iso_utc(updated_at_ms),
+        updated_at_ms=updated_at_ms,
+    )

@@ -1,0 +1,39 @@
+"""``groupwatch stream``: run a stream worker (several may share one consumer group)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from groupwatch.contracts.settings import load_settings
+
+
+@click.command("stream")
+@click.option(
+    "--web-port", type=int, default=None, help="/metrics port [GROUPWATCH_STREAM_WEB_PORT]"
+)
+@click.option(
+    "--worker-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Local table store of this worker [<stream dir>/worker-<web port>].",
+)
+@click.option(
+    "--loglevel",
+    default="warning",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def stream(web_port: int | None, worker_dir: Path | None, loglevel: str) -> None:
+    """Event-time failure windows, late events and alerts (a Faust worker)."""
+    from stream.app import run
+    from stream.setup import StreamSetupError
+
+    settings = load_settings()
+    port = web_port if web_port is not None else settings.stream_web_port
+    directory = worker_dir or settings.stream_dir / f"worker-{port}"
+    try:
+        run(settings, web_port=port, worker_dir=directory, loglevel=loglevel)
+    except StreamSetupError as exc:
+        raise click.ClickException(str(exc)) from exc

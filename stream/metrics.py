@@ -1,0 +1,54 @@
+"""Prometheus metrics of the stream worker (served on /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+REGISTRY = CollectorRegistry()
+
+EVENTS = Counter(
+    "groupwatch_stream_events",
+    "Input events read, by topic kind (exception/send) and outcome.",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+LATE = Counter(
+    "groupwatch_stream_late_events",
+    "Events that arrived after their window closed (sent to the late-events topic).",
+    ["kind"],
+    registry=REGISTRY,
+)
+DUPLICATES = Counter(
+    "groupwatch_stream_duplicates_dropped",
+    "Events not counted because their event_id was counted within the dedup window.",
+    ["kind"],
+    registry=REGISTRY,
+)
+WINDOWS_OPENED = Counter(
+    "groupwatch_stream_windows_opened", "Windows opened (per partition).", registry=REGISTRY
+)
+WINDOWS_CLOSED = Counter(
+    "groupwatch_stream_windows_closed", "Windows closed (per partition).", registry=REGISTRY
+)
+FINALS = Counter(
+    "groupwatch_stream_finals", "final: true failure-window records sent.", registry=REGISTRY
+)
+UPDATES = Counter(
+    "groupwatch_stream_updates", "final: false failure-window records sent.", registry=REGISTRY
+)
+ALERTS = Counter("groupwatch_stream_alerts", "Alert records sent.", registry=REGISTRY)
+INVALID = Counter(
+    "groupwatch_stream_invalid_input",
+    "Input records that failed to decode (logged, not counted).",
+    ["topic"],
+    registry=REGISTRY,
+)
+OPEN_WINDOWS = Gauge(
+    "groupwatch_stream_open_windows", "Windows open on this worker.", registry=REGISTRY
+)
+LAG = Gauge(
+    "groupwatch_stream_lag",
+    "Records not yet processed per assigned input partition (highwater - position).",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)

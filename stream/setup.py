@@ -1,0 +1,112 @@
+"""Checks and preparation before a worker starts: input topics, ticks topic, local dir."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from pathlib import Path
+from typing import IO
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from groupwatch.contracts import Settings, Topics
+
+
+class StreamSetupError(RuntimeError):
+    """The worker cannot start (missing topics, partition mismatch, busy dir)."""
+
+
+def ticks_topic(settings: Settings) -> str:
+    """Internal topic carrying wall-clock ticks to every partition (updates, idle close)."""
+    return f"{settings.stream_app_id}-ticks"
+
+
+def check_topics(settings: Settings, timeout: float = 20.0) -> None:
+    """Input topics must exist with GROUPWATCH_PARTITIONS; create the ticks topic."""
+    topics = Topics.from_settings(settings)
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    meta = admin.list_topics(timeout=timeout).topics
+    wanted = [
+        topics.exceptions,
+        topics.sends,
+        topics.failure_windows,
+        topics.late_events,
+        topics.alerts,
+    ]
+    missing = [t for t in wanted if t not in meta]
+    if missing:
+        raise StreamSetupError(
+            f"missing topics {', '.join(missing)}: run `groupwatch topics create` first"
+        )
+    for name in (topics.exceptions, topics.sends):
+        n = len(meta[name].partitions)
+        if n != settings.partitions:
+            raise StreamSetupError(
+                f"{name} has {n} partitions but GROUPWATCH_PARTITIONS={settings.partitions}"
+            )
+    ticks = ticks_topic(settings)
+    if ticks in meta:
+        if len(meta[ticks].partitions) != settings.partitions:
+            raise StreamSetupError(f"{ticks} exists with another partition count")
+        return
+    spec = NewTopic(
+        ticks, settings.partitions, settings.replication_factor, config={"retention.ms": "3600000"}
+    )
+    try:
+        admin.create_topics([spec], operation_timeout=timeout)[ticks].result()
+    except KafkaException as exc:
+        if exc.args and exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+            raise
+
+
+def topics_seen(settings: Settings, timeout: float = 10.0) -> dict[int, dict[str, bool]]:
+    """Per partition: whether the exceptions / sends topic-partition ever held a record.
+
+    A topic-partition that holds records makes the close watermark wait for it, from the
+    first event on, so the result does not depend on which topic is fetched first.
+    """
+    topics = Topics.from_settings(settings)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": f"{settings.stream_app_id}-probe",
+        }
+    )
+    try:
+        seen: dict[int, dict[str, bool]] = {}
+        for p in range(settings.partitions):
+            flags: dict[str, bool] = {}
+            for kind, name in (("e", topics.exceptions), ("s", topics.sends)):
+                _, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout)
+                flags[kind] = high > 0
+            seen[p] = flags
+        return seen
+    finally:
+        consumer.close()
+
+
+def prepare_dir(worker_dir: Path) -> IO[str]:
+    """Lock the worker dir and empty its table store (rebuilt from the changelog).
+
+    A SIGKILL can leave RocksDB ahead of the changelog; restoring a mix of both could
+    break the per-key offsets' consistency, so the local store is only a cache.
+    """
+    worker_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(worker_dir / ".lock", "w")  # noqa: SIM115 - held for the process lifetime
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        lock.close()
+        raise StreamSetupError(
+            f"{worker_dir} is used by another worker: pass --worker-dir"
+        ) from exc
+    for entry in worker_dir.iterdir():
+        if entry.name == ".lock":
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            os.unlink(entry)
+    return lock

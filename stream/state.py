@@ -1,0 +1,391 @@
+"""All state of one input partition and the pure step function the Faust agent drives.
+
+``PartitionState.apply`` takes one event (with its source offset) and returns
+``Effects``: output records that must be acknowledged first, then table writes, then the
+partition's meta record (written last: it marks the event as fully applied), then
+deletions. Stored in that order on one changelog partition, any crash leaves a prefix
+from which replaying the source topics from the committed offset gives the same result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from groupwatch.contracts.keys import alert_key, iso_utc, window_key
+from groupwatch.contracts.records import (
+    Alert,
+    ErrorCount,
+    ExceptionEvent,
+    FailureWindow,
+    LateEvent,
+    SendEvent,
+    encode,
+)
+from stream import alerts, dedup
+from stream.aggregate import CodeAgg, Count, GroupId, failure_window, group_totals
+from stream.alerts import AlertRules, Baseline
+from stream.windows import Kind, StreamClock, WindowSpec
+
+OutTopic = Literal["failure_windows", "late_events", "alerts"]
+TOP_CODES = 5
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: OutTopic
+    key: str
+    value: bytes
+
+
+@dataclass
+class Effects:
+    """What one step asks the Faust layer to do, in this order."""
+
+    outputs: list[Output] = field(default_factory=list)  # send and await the acks
+    writes: dict[str, bytes] = field(default_factory=dict)  # table puts
+    meta: tuple[str, bytes] | None = None  # the partition meta, last put
+    deletes: list[str] = field(default_factory=list)  # after meta
+    updates: list[Output] = field(default_factory=list)  # non-final, no ack needed
+    counted: int = 0
+    duplicates: int = 0
+    late: int = 0
+    replayed: int = 0
+    windows_opened: int = 0
+    windows_closed: int = 0
+    finals: int = 0
+    alerts: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    spec: WindowSpec
+    rules: AlertRules
+    dedup_ms: int
+    update_interval_ms: int
+    idle_close_ms: int  # 0 = off
+
+
+def _dump(value: dict[str, Any]) -> bytes:
+    return orjson.dumps(value)
+
+
+class PartitionState:
+    """Open windows, dedup history, baselines and stream clock of one partition."""
+
+    def __init__(self, partition: int, cfg: Config, seen: dict[str, bool] | None = None) -> None:
+        self.p = partition
+        self.cfg = cfg
+        self.clock = StreamClock()
+        if seen:
+            for kind, flag in seen.items():
+                self.clock.seen[kind] = self.clock.seen[kind] or flag
+        self.offsets: dict[str, int] = {"e": -1, "s": -1}
+        self.codes: dict[tuple[int, str, str, int], CodeAgg] = {}
+        self.gsends: dict[GroupId, Count] = {}
+        self.asends: dict[tuple[int, str], Count] = {}
+        self.dedup: dict[tuple[str, str], list[dedup.Occurrence]] = {}
+        self.baselines: dict[tuple[str, str], Baseline] = {}
+        self.windows: set[int] = set()  # starts of open windows (any key)
+        self.pending_deletes: list[str] = []
+        self.dirty: set[GroupId] = set()
+        self.last_update: dict[GroupId, int] = {}
+        self.last_input_wall_ms: int | None = None
+
+    # --- table keys ------------------------------------------------------------------
+    def k_meta(self) -> str:
+        return f"{self.p}|m"
+
+    def k_code(self, ws: int, app: str, grp: str, code: int) -> str:
+        return f"{self.p}|c|{ws}|" + orjson.dumps([app, grp, code]).decode()
+
+    def k_gsend(self, ws: int, app: str, grp: str) -> str:
+        return f"{self.p}|g|{ws}|" + orjson.dumps([app, grp]).decode()
+
+    def k_asend(self, ws: int, app: str) -> str:
+        return f"{self.p}|a|{ws}|" + orjson.dumps([app]).decode()
+
+    def k_dedup(self, kind: str, event_id: str) -> str:
+        return f"{self.p}|d|{kind}|{event_id}"
+
+    def k_base(self, app: str, grp: str) -> str:
+        return f"{self.p}|b|" + orjson.dumps([app, grp]).decode()
+
+    # --- persistence -----------------------------------------------------------------
+    def meta_value(self) -> bytes:
+        return _dump({"off": self.offsets, "clock": self.clock.to_json()})
+
+    def load(self, key: str, value: bytes) -> None:
+        """Restore one stored entry (from the table, after a start or rebalance)."""
+        parts = key.split("|", 3)
+        if len(parts) < 2 or parts[0] != str(self.p):
+            raise ValueError(f"table key {key!r} does not belong to partition {self.p}")
+        kind = parts[1]
+        d = orjson.loads(value)
+        if kind == "m":
+            self.offsets = {"e": int(d["off"]["e"]), "s": int(d["off"]["s"])}
+            clock = StreamClock.from_json(d["clock"])
+            for k, flag in self.clock.seen.items():  # keep startup knowledge
+                clock.seen[k] = clock.seen[k] or flag
+            self.clock = clock
+        elif kind == "c":
+            agg = CodeAgg.from_json(d)
+            self.codes[(agg.ws, agg.app, agg.grp, agg.code)] = agg
+            self.windows.add(agg.ws)
+        elif kind == "g":
+            self.gsends[(d["ws"], d["app"], d["grp"])] = Count(d["n"], d["off"])
+            self.windows.add(d["ws"])
+        elif kind == "a":
+            self.asends[(d["ws"], d["app"])] = Count(d["n"], d["off"])
+            self.windows.add(d["ws"])
+        elif kind == "d":
+            self.dedup[(d["k"], d["id"])] = [(int(t), int(o)) for t, o in d["h"]]
+        elif kind == "b":
+            self.baselines[(d["app"], d["grp"])] = Baseline.from_json(d["b"])
+        else:
+            raise ValueError(f"unknown table key type in {key!r}")
+
+    def finish_load(self) -> None:
+        """Drop entries of windows the meta already marks closed (deletes not yet stored)."""
+        cu = self.clock.closed_until
+        if cu is None:
+            return
+        spec = self.cfg.spec
+        for ws in sorted(self.open_windows()):
+            if spec.close_time(ws) <= cu:
+                self.pending_deletes.extend(self._drop_window(ws))
+
+    # --- queries ---------------------------------------------------------------------
+    def open_windows(self) -> set[int]:
+        return set(self.windows)
+
+    def _group_record(
+        self, agg: CodeAgg, failures: int, final: bool, updated_at_ms: int
+    ) -> FailureWindow:
+        gs = self.gsends.get(agg.group)
+        totals = group_totals(failures, gs.n if gs else 0, (agg.ws, agg.app) in self.asends)
+        return failure_window(agg, totals, self.cfg.spec.size_ms, final, updated_at_ms)
+
+    # --- the step --------------------------------------------------------------------
+    def apply(
+        self,
+        kind: Kind,
+        offset: int,
+        event: ExceptionEvent | SendEvent,
+        source_topic: str,
+        now_ms: int,
+    ) -> Effects:
+        """Apply one input event read at ``offset`` of its topic-partition."""
+        fx = Effects(deletes=self.pending_deletes)
+        self.pending_deletes = []
+        self.last_input_wall_ms = now_ms
+        if offset <= self.offsets[kind]:
+            fx.replayed = 1
+            return fx
+        spec = self.cfg.spec
+        t = event.event_time_ms
+        ws = spec.start(t)
+        late = self.clock.is_late(spec, kind, ws)
+        marks = [
+            m for m in (self.clock.stream_time[kind], self.clock.closed_until) if m is not None
+        ]
+        self.clock.observe(kind, t)
+        if late:
+            fx.late = 1
+            late_rec = LateEvent(
+                reason="window_closed",
+                source_topic=source_topic,
+                event_kind="exception" if kind == "e" else "send",
+                event_id=event.event_id,
+                sdkappid=event.sdkappid,
+                group_id=event.group_id,
+                event_time_ms=t,
+                window_start_ms=ws,
+                window_end_ms=spec.end(ws),
+                stream_time_ms=max(marks, default=t),
+                detected_at_ms=now_ms,
+                event=orjson.loads(encode(event)),
+            )
+            fx.outputs.append(
+                Output("late_events", f"{event.sdkappid}:{event.group_id}", encode(late_rec))
+            )
+        else:
+            dk = (kind, event.event_id)
+            decision = dedup.decide(self.dedup.get(dk, []), t, offset, self.cfg.dedup_ms)
+            if not decision.counted:
+                fx.duplicates = 1
+            else:
+                fx.counted = 1
+                if decision.changed:
+                    self.dedup[dk] = decision.history
+                    fx.writes[self.k_dedup(kind, event.event_id)] = _dump(
+                        {"k": kind, "id": event.event_id, "h": decision.history}
+                    )
+                if ws not in self.windows:
+                    fx.windows_opened = 1
+                    self.windows.add(ws)
+                self._count(fx, kind, offset, event, ws)
+                self.dirty.add((ws, event.sdkappid, event.group_id))
+        self.offsets[kind] = offset
+        self._close_ready(fx)
+        fx.meta = (self.k_meta(), self.meta_value())
+        return fx
+
+    def _count(
+        self, fx: Effects, kind: Kind, offset: int, event: ExceptionEvent | SendEvent, ws: int
+    ) -> None:
+        app, grp = event.sdkappid, event.group_id
+        if isinstance(event, ExceptionEvent):
+            ck = (ws, app, grp, event.error_code)
+            agg = self.codes.get(ck)
+            if agg is None:
+                agg = self.codes[ck] = CodeAgg(ws, app, grp, event.error_code, event.error_category)
+            if agg.add(event.event_time_ms, event.from_account, event.group_type, offset):
+                fx.writes[self.k_code(ws, app, grp, event.error_code)] = _dump(agg.to_json())
+            return
+        g = self.gsends.setdefault((ws, app, grp), Count())
+        if g.add(offset):
+            fx.writes[self.k_gsend(ws, app, grp)] = _dump(
+                {"ws": ws, "app": app, "grp": grp, "n": g.n, "off": g.off}
+            )
+        a = self.asends.setdefault((ws, app), Count())
+        if a.add(offset):
+            fx.writes[self.k_asend(ws, app)] = _dump({"ws": ws, "app": app, "n": a.n, "off": a.off})
+
+    # --- closing ---------------------------------------------------------------------
+    def _close_ready(self, fx: Effects) -> None:
+        spec = self.cfg.spec
+        ready = self.clock.closable(spec, self.open_windows())
+        mark = self.clock.close_mark()
+        for ws in ready:
+            self._close_window(fx, ws)
+        if ready and mark is not None:
+            self.clock.advance_to(mark)
+            self._prune_dedup(fx)
+
+    def _close_window(self, fx: Effects, ws: int) -> None:
+        spec, rules = self.cfg.spec, self.cfg.rules
+        closed_at = spec.close_time(ws)
+        groups: dict[tuple[str, str], list[CodeAgg]] = {}
+        for (w, app, grp, _), agg in sorted(self.codes.items()):
+            if w == ws:
+                groups.setdefault((app, grp), []).append(agg)
+        for (app, grp), aggs in sorted(groups.items()):
+            total = sum(a.n for a in aggs)
+            records = [self._group_record(a, total, True, closed_at) for a in aggs]
+            for rec in records:
+                fx.outputs.append(
+                    Output(
+                        "failure_windows",
+                        window_key(app, grp, rec.error_code, ws),
+                        encode(rec),
+                    )
+                )
+                fx.finals += 1
+            first = records[0]
+            failures = first.group_failures
+            prior = self.baselines.get((app, grp))
+            base = alerts.baseline_for(prior, ws, spec.size_ms, rules.ewma_alpha)
+            for reason in alerts.reasons(failures, base, rules):
+                top = sorted(aggs, key=lambda a: (-a.n, a.code))[:TOP_CODES]
+                alert = Alert(
+                    sdkappid=app,
+                    group_id=grp,
+                    group_type=first.group_type,
+                    window_start=iso_utc(ws),
+                    window_end=iso_utc(spec.end(ws)),
+                    window_start_ms=ws,
+                    window_end_ms=spec.end(ws),
+                    reason=reason,  # type: ignore[arg-type]
+                    failures=failures,
+                    threshold=rules.threshold,
+                    baseline=None if base is None else round(base, 6),
+                    baseline_factor=rules.baseline_factor,
+                    top_error_codes=[
+                        ErrorCount(error_code=a.code, error_category=a.cat, failures=a.n)
+                        for a in top
+                    ],
+                    group_sends=first.group_sends,
+                    failure_ratio=first.failure_ratio,
+                    raised_at=iso_utc(closed_at),
+                    raised_at_ms=closed_at,
+                )
+                fx.outputs.append(Output("alerts", alert_key(app, grp, ws, reason), encode(alert)))
+                fx.alerts += 1
+            updated = alerts.update(prior, ws, failures, spec.size_ms, rules.ewma_alpha)
+            if updated != prior:
+                self.baselines[(app, grp)] = updated
+                fx.writes[self.k_base(app, grp)] = _dump(
+                    {"app": app, "grp": grp, "b": updated.to_json()}
+                )
+        fx.deletes.extend(self._drop_window(ws))
+        fx.windows_closed += 1
+
+    def _drop_window(self, ws: int) -> list[str]:
+        self.windows.discard(ws)
+        keys: list[str] = []
+        for ck in [k for k in self.codes if k[0] == ws]:
+            del self.codes[ck]
+            keys.append(self.k_code(*ck))
+        for gk in [k for k in self.gsends if k[0] == ws]:
+            del self.gsends[gk]
+            keys.append(self.k_gsend(*gk))
+        for ak in [k for k in self.asends if k[0] == ws]:
+            del self.asends[ak]
+            keys.append(self.k_asend(*ak))
+        for dk in [k for k in self.dirty if k[0] == ws]:
+            self.dirty.discard(dk)
+            self.last_update.pop(dk, None)
+        return keys
+
+    def _prune_dedup(self, fx: Effects) -> None:
+        spec = self.cfg.spec
+        keep = spec.size_ms + spec.grace_ms + self.cfg.dedup_ms
+        for dk, history in list(self.dedup.items()):
+            st = self.clock.stream_time[dk[0]]
+            if st is not None and dedup.expired(history, st - keep):
+                del self.dedup[dk]
+                fx.deletes.append(self.k_dedup(*dk))
+
+    # --- wall-clock work -------------------------------------------------------------
+    def tick(self, now_ms: int) -> Effects:
+        """Non-final updates due now, and the idle close of a quiet partition."""
+        fx = Effects(deletes=self.pending_deletes)
+        self.pending_deletes = []
+        interval = self.cfg.update_interval_ms
+        for gk in sorted(self.dirty):
+            if now_ms - self.last_update.get(gk, -(10**15)) < interval:
+                continue
+            self.dirty.discard(gk)
+            self.last_update[gk] = now_ms
+            aggs = [a for ck, a in sorted(self.codes.items()) if ck[:3] == gk]
+            total = sum(a.n for a in aggs)
+            for agg in aggs:
+                rec = self._group_record(agg, total, False, now_ms)
+                fx.updates.append(
+                    Output(
+                        "failure_windows",
+                        window_key(agg.app, agg.grp, agg.code, agg.ws),
+                        encode(rec),
+                    )
+                )
+        idle = self.cfg.idle_close_ms
+        if self.last_input_wall_ms is None:
+            self.last_input_wall_ms = now_ms
+        if (
+            idle > 0
+            and self.last_input_wall_ms is not None
+            and now_ms - self.last_input_wall_ms >= idle
+        ):
+            before = self.clock.closed_until
+            self.clock.advance_to(now_ms)
+            ready = self.clock.closable(self.cfg.spec, self.open_windows())
+            for ws in ready:
+                self._close_window(fx, ws)
+            if ready:
+                self._prune_dedup(fx)
+            if ready or before != self.clock.closed_until:
+                fx.meta = (self.k_meta(), self.meta_value())
+        return fx

@@ -1,0 +1,114 @@
+"""Event-time tumbling windows and the per-partition stream clock that closes them.
+
+A window ``[start, start + size)`` closes when the partition's watermark reaches
+``end + grace``. Each input topic keeps its own stream time (the max event time read
+from that topic-partition), because the interleaving of two topics is not reproducible
+while each topic's own order is. An event is *late* when its own topic's stream time,
+or the close watermark, already passed its window's end + grace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["e", "s"]  # "e": exceptions topic, "s": sends topic
+KINDS: tuple[Kind, ...] = ("e", "s")
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Tumbling window size and grace, in milliseconds."""
+
+    size_ms: int
+    grace_ms: int
+
+    def __post_init__(self) -> None:
+        if self.size_ms <= 0:
+            raise ValueError(f"window size must be > 0 ms, got {self.size_ms}")
+        if self.grace_ms < 0:
+            raise ValueError(f"grace must be >= 0 ms, got {self.grace_ms}")
+
+    @classmethod
+    def from_seconds(cls, window_seconds: float, grace_seconds: float) -> WindowSpec:
+        return cls(int(window_seconds * 1000), int(grace_seconds * 1000))
+
+    def start(self, event_time_ms: int) -> int:
+        """Start of the window holding ``event_time_ms`` (floor, also before 1970)."""
+        return event_time_ms - (event_time_ms % self.size_ms)
+
+    def end(self, window_start_ms: int) -> int:
+        return window_start_ms + self.size_ms
+
+    def close_time(self, window_start_ms: int) -> int:
+        """The watermark at which the window closes: end + grace."""
+        return window_start_ms + self.size_ms + self.grace_ms
+
+
+@dataclass
+class StreamClock:
+    """Stream time per input topic of one partition, and the close watermark.
+
+    ``seen[kind]`` says the topic-partition carries records at all; a topic that never
+    had a record does not hold windows open (otherwise an app without send callbacks
+    would never get a final). ``closed_until`` is the watermark up to which windows were
+    closed (by stream time or by the idle close); it only moves forward.
+    """
+
+    stream_time: dict[str, int | None] = field(default_factory=lambda: {"e": None, "s": None})
+    seen: dict[str, bool] = field(default_factory=lambda: {"e": False, "s": False})
+    closed_until: int | None = None
+
+    def observe(self, kind: Kind, event_time_ms: int) -> None:
+        """Advance ``kind``'s stream time with one event that was read."""
+        self.seen[kind] = True
+        current = self.stream_time[kind]
+        if current is None or event_time_ms > current:
+            self.stream_time[kind] = event_time_ms
+
+    def is_late(self, spec: WindowSpec, kind: Kind, window_start_ms: int) -> bool:
+        """Whether an event of ``kind`` for that window arrives after the window closed."""
+        close = spec.close_time(window_start_ms)
+        st = self.stream_time[kind]
+        if st is not None and st >= close:
+            return True
+        return self.closed_until is not None and self.closed_until >= close
+
+    def watermark(self) -> int | None:
+        """Min stream time over the topics that carry records; None before any."""
+        times = [self.stream_time[k] for k in KINDS if self.seen[k]]
+        if not times or any(t is None for t in times):
+            return None
+        return min(t for t in times if t is not None)
+
+    def advance_to(self, watermark: int) -> None:
+        if self.closed_until is None or watermark > self.closed_until:
+            self.closed_until = watermark
+
+    def closable(self, spec: WindowSpec, open_starts: Iterable[int]) -> list[int]:
+        """Open windows whose end + grace the watermark (or closed_until) reached, oldest first."""
+        marks = [m for m in (self.watermark(), self.closed_until) if m is not None]
+        if not marks:
+            return []
+        mark = max(marks)
+        return sorted(ws for ws in set(open_starts) if spec.close_time(ws) <= mark)
+
+    def close_mark(self) -> int | None:
+        marks = [m for m in (self.watermark(), self.closed_until) if m is not None]
+        return max(marks) if marks else None
+
+    def to_json(self) -> dict[str, object]:
+        return {"st": dict(self.stream_time), "seen": dict(self.seen), "cu": self.closed_until}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> StreamClock:
+        st = data.get("st") or {}
+        seen = data.get("seen") or {}
+        assert isinstance(st, dict) and isinstance(seen, dict)
+        cu = data.get("cu")
+        return cls(
+            stream_time={k: st.get(k) for k in KINDS},
+            seen={k: bool(seen.get(k)) for k in KINDS},
+            closed_until=cu if isinstance(cu, int) else None,
+        )

@@ -1,0 +1,163 @@
+"""Unit tests of the spool log, segment ownership and the forwarder's decisions."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ingest import spool as spool_module
+from ingest.forwarder import Forwarder
+from ingest.spool import Done, Envelope, Put, Spool, encode_frame, read_frames
+
+
+def env(i: int) -> Envelope:
+    return Envelope(topic="t", key=f"k{i}".encode(), value=f"v{i}".encode(), timestamp_ms=i)
+
+
+def frames_of(path: Path) -> list[object]:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return [f for _, f in read_frames(fd, 0, os.fstat(fd).st_size)]
+    finally:
+        os.close(fd)
+
+
+def test_frames_round_trip_and_a_torn_tail_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "seg.spool"
+    data = encode_frame(Put(0, env(0))) + encode_frame(Done(0)) + encode_frame(Put(1, env(1)))
+    path.write_bytes(data + encode_frame(Put(2, env(2)))[:-3])
+    assert frames_of(path) == [Put(0, env(0)), Done(0), Put(1, env(1))]
+
+
+def test_a_corrupt_frame_ends_the_readable_part(tmp_path: Path) -> None:
+    path = tmp_path / "seg.spool"
+    good = encode_frame(Put(0, env(0)))
+    bad = bytearray(encode_frame(Put(1, env(1))))
+    bad[-1] ^= 0xFF
+    path.write_bytes(good + bytes(bad) + encode_frame(Put(2, env(2))))
+    assert frames_of(path) == [Put(0, env(0))]
+
+
+def test_concurrent_durable_puts_share_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = 0
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        nonlocal calls
+        calls += 1
+        threading.Event().wait(0.01)
+        real_fsync(fd)
+
+    monkeypatch.setattr(spool_module.os, "fsync", slow_fsync)
+    sp = Spool(tmp_path, 1 << 30)
+    sp.open()
+    calls = 0
+    threads = [
+        threading.Thread(target=lambda i=i: [sp.put(env(i * 100 + j)) for j in range(20)])
+        for i in range(16)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    puts = [f for f in frames_of(sp.segment.path) if isinstance(f, Put)]
+    assert sorted(p.env.timestamp_ms for p in puts) == sorted(
+        i * 100 + j for i in range(16) for j in range(20)
+    )
+    assert len({p.seq for p in puts}) == 320
+    assert sp.pending_records == 320
+    assert 0 < calls < 320  # group commit: many puts per fsync
+
+
+def test_live_segment_cannot_be_claimed_but_a_dead_ones_can(tmp_path: Path) -> None:
+    a = Spool(tmp_path, 1 << 30)
+    a.open()
+    a.put(env(1))
+    b = Spool(tmp_path, 1 << 30)
+    b.open()
+    assert a.segment.path in b.orphans()
+    assert b.claim(a.segment.path) is None  # locked by a live owner
+    os.close(a.segment.fd)  # the owner dies without cleaning up
+    claimed = b.claim(a.segment.path)
+    assert claimed is not None and not claimed.own
+    claimed.close()
+
+
+def test_spool_size_cap(tmp_path: Path) -> None:
+    sp = Spool(tmp_path, 1 << 20)
+    sp.open()
+    assert not sp.is_full()
+    big = Envelope(topic="t", key=None, value=b"x" * 300_000, timestamp_ms=1)
+    for _ in range(3):
+        sp.put(big)
+    assert sp.is_full(300_000)
+
+
+class FakeSend:
+    """Records what the forwarder sends and answers every send with ``ok``."""
+
+    def __init__(self) -> None:
+        self.sent: list[Envelope] = []
+        self.ok = True
+
+    def __call__(self, envelope: Envelope, on_result: Callable[[bool], None]) -> None:
+        self.sent.append(envelope)
+        on_result(self.ok)
+
+
+def drain(fw: Forwarder, rounds: int = 20) -> None:
+    for _ in range(rounds):
+        if fw.step() == "idle":
+            return
+
+
+def test_forwarder_skips_late_delivered_and_resends_failed(tmp_path: Path) -> None:
+    sp = Spool(tmp_path, 1 << 30)
+    sp.open()
+    send = FakeSend()
+    fw = Forwarder(sp, send)
+    late = sp.reserve()
+    sp.put(env(1), late)  # timed out in the producer, spooled while still in flight
+    failed = sp.reserve()
+    sp.put(env(2), failed)
+    sp.put(env(3))  # spooled directly (producer refused it)
+    assert fw.step() == "blocked"  # env(1) is still in flight: order is kept
+    assert send.sent == []
+    sp.resolve(late, delivered=True)  # the broker acked it after all
+    assert fw.step() == "progress"  # skips env(1) ...
+    assert fw.step() == "blocked"  # ... and waits for env(2), still in flight
+    assert send.sent == []
+    sp.resolve(failed, delivered=False)
+    drain(fw)
+    assert [e.timestamp_ms for e in send.sent] == [2, 3]
+    assert sp.pending_records == 0
+    # drained own segment was rotated away
+    assert [p.name for p in tmp_path.iterdir()] == [sp.segment.path.name]
+
+
+def test_forwarder_retries_without_duplicates_and_resumes_after_restart(tmp_path: Path) -> None:
+    first = Spool(tmp_path, 1 << 30)
+    first.open()
+    for i in range(5):
+        first.put(env(i))
+    send = FakeSend()
+    send.ok = False
+    fw = Forwarder(first, send)
+    assert fw.step() == "failed"
+    assert len(send.sent) == 5
+    os.close(first.segment.fd)  # crash: the segment stays behind with its Puts
+    second = Spool(tmp_path, 1 << 30)
+    second.open()
+    send2 = FakeSend()
+    fw2 = Forwarder(second, send2, orphan_scan_seconds=0)
+    drain(fw2)
+    assert [e.timestamp_ms for e in send2.sent] == [0, 1, 2, 3, 4]
+    assert not first.segment.path.exists()
+    drain(fw2)
+    assert len(send2.sent) == 5

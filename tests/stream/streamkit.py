@@ -1,0 +1,265 @@
+"""Helpers for the stream tests: craft events, produce them, run real workers, read topics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import requests
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from groupwatch.contracts import Settings
+from groupwatch.contracts.catalog import error_category
+from groupwatch.contracts.keys import group_key, make_event_id
+from groupwatch.contracts.records import ExceptionEvent, SendEvent, decode, encode
+
+APP = "1400000001"
+HOUR_MS = 3_600_000
+# Three hours ago, on the hour: a window boundary, and recent enough that the broker's
+# time-based retention (Kafka timestamp = event time) does not delete the test input.
+T0 = (int(time.time() * 1000) // HOUR_MS - 3) * HOUR_MS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def exc(
+    group: str,
+    code: int,
+    t: int,
+    sender: str = "alice",
+    random: int | None = None,
+    app: str = APP,
+    group_type: str = "Public",
+) -> ExceptionEvent:
+    rnd = random if random is not None else (hash((group, code, t, sender)) & 0x7FFFFFFF)
+    return ExceptionEvent(
+        event_id=make_event_id(app, group, sender, rnd, t),
+        sdkappid=app,
+        group_id=group,
+        group_type=group_type,
+        from_account=sender,
+        random=rnd,
+        error_code=code,
+        error_category=error_category(code),
+        event_time_ms=t,
+        received_at_ms=t,
+    )
+
+
+def send(
+    group: str, t: int, sender: str = "bob", random: int | None = None, app: str = APP
+) -> SendEvent:
+    rnd = random if random is not None else (hash((group, "send", t, sender)) & 0x7FFFFFFF)
+    return SendEvent(
+        event_id=make_event_id(app, group, sender, rnd, t),
+        sdkappid=app,
+        group_id=group,
+        group_type="Public",
+        from_account=sender,
+        random=rnd,
+        event_time_ms=t,
+        received_at_ms=t,
+    )
+
+
+def produce(
+    settings: Settings, topic: str, records: Iterable[msgspec.Struct], partition: int | None = None
+) -> int:
+    """Produce records keyed by group (Kafka timestamp = event time); returns the count."""
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "linger.ms": 20,
+            "enable.idempotence": True,
+        }
+    )
+    n = 0
+    for rec in records:
+        key = group_key(rec.sdkappid, rec.group_id)  # type: ignore[attr-defined]
+        kwargs: dict[str, Any] = {"timestamp": rec.event_time_ms}  # type: ignore[attr-defined]
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                producer.produce(topic, encode(rec), key.encode(), **kwargs)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        n += 1
+        if n % 10000 == 0:
+            producer.poll(0)
+    left = producer.flush(60)
+    assert left == 0, f"{left} records not delivered"
+    return n
+
+
+def close_all(settings: Settings, topics: Any, t: int, sends: bool = True) -> None:
+    """Sentinel events on every partition (both topics) that advance stream time to ``t``."""
+    for p in range(settings.partitions):
+        produce(settings, topics.exceptions, [exc(f"zz-sentinel-{p}", 10002, t)], partition=p)
+        if sends:
+            produce(settings, topics.sends, [send(f"zz-sentinel-{p}", t)], partition=p)
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    until: Callable[[list[tuple[str, dict[str, Any]]]], bool],
+    timeout: float = 90.0,
+) -> list[tuple[str, dict[str, Any]]]:
+    """All (key, value) records of a topic from the start, polled until ``until`` holds."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": f"test-reader-{time.time_ns()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        consumer.assign(
+            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(settings.partitions)]
+        )
+        out: list[tuple[str, dict[str, Any]]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error():
+                    continue
+                out.append((msg.key().decode(), msgspec.json.decode(msg.value())))
+            if until(out):
+                return out
+        return out
+    finally:
+        consumer.close()
+
+
+def finals(records: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(k, v) for k, v in records if v.get("final")]
+
+
+def final_set(records: list[tuple[str, dict[str, Any]]], drop_sentinels: bool = True) -> set[str]:
+    """Final records as canonical JSON strings (byte-stable fields only)."""
+    out = set()
+    for key, value in finals(records):
+        if drop_sentinels and value["group_id"].startswith("zz-sentinel"):
+            continue
+        out.add(key + " " + msgspec.json.encode(dict(sorted(value.items()))).decode())
+    return out
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROUPWATCH_")}
+    env["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
+    for name, value in settings.model_dump().items():
+        if name == "kafka_bootstrap_servers" or value is None:
+            continue
+        if isinstance(value, list):
+            value = ",".join(value)
+        elif isinstance(value, dict):
+            value = ",".join(f"{k}:{v}" for k, v in value.items())
+        elif isinstance(value, bool):
+            value = "1" if value else "0"
+        env[f"GROUPWATCH_{name.upper()}"] = str(value)
+    return env
+
+
+@dataclass
+class Worker:
+    """A real ``groupwatch stream`` process."""
+
+    settings: Settings
+    log_dir: Path
+    name: str = "w1"
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> Worker:
+        self.starts += 1
+        log = open(self.log_dir / f"{self.name}-{self.starts}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from groupwatch.cli import main; main()",
+                "stream",
+                "--web-port",
+                str(self.port),
+                "--loglevel",
+                "info",
+                "--worker-dir",
+                str(self.settings.stream_dir / self.name),
+            ],
+            env=settings_env(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def metrics(self) -> str:
+        return requests.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+
+    def wait_healthy(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.tail()
+            try:
+                if requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise AssertionError("worker not healthy: " + self.tail())
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, n: int = 4000) -> str:
+        path = self.log_dir / f"{self.name}-{self.starts}.log"
+        return path.read_text(errors="replace")[-n:] if path.exists() else ""
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of a metric's samples matching the labels in Prometheus text format."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric_name = head.split("{", 1)[0]
+        if metric_name != name:
+            continue
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def decode_final(value: dict[str, Any]) -> Any:
+    from groupwatch.contracts.records import FailureWindow
+
+    return decode(msgspec.json.encode(value), FailureWindow)

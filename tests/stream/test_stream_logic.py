@@ -1,0 +1,153 @@
+"""Pure window, dedup, alert and partition-state logic (no broker)."""
+
+from __future__ import annotations
+
+import pytest
+from streamkit import exc, send
+
+from stream import alerts, dedup
+from stream.alerts import AlertRules, Baseline
+from stream.state import Config, PartitionState
+from stream.windows import StreamClock, WindowSpec
+
+T = 1_700_000_040_000  # a multiple of 60 s
+SPEC = WindowSpec(60_000, 30_000)
+RULES = AlertRules(threshold=20, baseline_factor=3.0, ewma_alpha=0.5, min_failures=5)
+
+
+def cfg(**kw: int) -> Config:
+    values = {"dedup_ms": 300_000, "update_interval_ms": 0, "idle_close_ms": 0, **kw}
+    return Config(spec=SPEC, rules=RULES, **values)
+
+
+def test_window_assignment_and_close_time() -> None:
+    assert SPEC.start(T + 59_999) == T and SPEC.start(T + 60_000) == T + 60_000
+    assert SPEC.start(-1) == -60_000  # floor, not truncation
+    assert SPEC.close_time(T) == T + 90_000
+    with pytest.raises(ValueError):
+        WindowSpec(0, 0)
+
+
+def test_clock_lateness_is_per_topic_and_watermark_waits_for_both() -> None:
+    clock = StreamClock()
+    clock.observe("e", T + 95_000)
+    assert clock.is_late(SPEC, "e", T)
+    assert not clock.is_late(SPEC, "s", T)  # the sends topic has not passed it
+    assert clock.watermark() == T + 95_000  # sends never seen: does not hold back
+    clock.seen["s"] = True
+    assert clock.watermark() is None  # sends exist but none read yet: wait
+    clock.observe("s", T + 80_000)
+    assert clock.closable(SPEC, [T]) == []
+    clock.observe("s", T + 90_000)
+    assert clock.closable(SPEC, [T, T + 60_000]) == [T]
+
+
+def test_dedup_counts_once_within_window_and_again_after() -> None:
+    d = dedup.decide([], T, 10, 300_000)
+    assert d.counted and d.history == [(T, 10)]
+    again = dedup.decide(d.history, T + 10_000, 11, 300_000)
+    assert not again.counted
+    later = dedup.decide(d.history, T + 301_000, 12, 300_000)
+    assert later.counted and len(later.history) == 2
+
+
+def test_dedup_replay_decides_like_first_pass() -> None:
+    # history already holds a later counted occurrence (offset 30): the replayed event at
+    # offset 20 (originally a duplicate of offset 10) is still a duplicate
+    history = [(T, 10), (T + 400_000, 30)]
+    assert not dedup.decide(history, T + 5_000, 20, 300_000).counted
+    assert dedup.decide(history, T + 400_000, 30, 300_000).counted  # itself
+
+
+def test_ewma_baseline_decays_over_quiet_windows_and_is_idempotent() -> None:
+    b = alerts.update(None, T, 10, 60_000, 0.5)
+    assert b.ewma == 10 and b.before is None
+    assert alerts.baseline_for(b, T + 60_000, 60_000, 0.5) == 10
+    assert alerts.baseline_for(b, T + 180_000, 60_000, 0.5) == 2.5  # two quiet windows
+    b2 = alerts.update(b, T + 60_000, 2, 60_000, 0.5)
+    assert b2 == Baseline(6.0, T + 60_000, 10.0)
+    assert alerts.update(b2, T + 60_000, 2, 60_000, 0.5) is b2
+    assert alerts.baseline_for(b2, T + 60_000, 60_000, 0.5) == 10.0  # judged by "before"
+
+
+def test_alert_reasons() -> None:
+    assert alerts.reasons(20, None, RULES) == ["threshold"]
+    assert alerts.reasons(12, 2.0, RULES) == ["baseline"]
+    assert alerts.reasons(4, 0.5, RULES) == []  # below min_failures
+    assert alerts.reasons(5, 2.0, RULES) == []  # below 3 x baseline
+
+
+def _run(state: PartitionState, events: list, start: int = 0) -> list:
+    out = []
+    for i, ev in enumerate(events, start):
+        kind = "e" if ev.callback_command.endswith("Exception") else "s"
+        out.append(state.apply(kind, i, ev, "t", 0))
+    return out
+
+
+def test_state_counts_ratio_and_final_on_close() -> None:
+    st = PartitionState(0, cfg(), seen={"e": True, "s": True})
+    evs = [
+        exc("g", 10004, T + 1_000, "a"),
+        exc("g", 10004, T + 2_000, "b"),
+        exc("g", 10017, T + 3_000, "a"),
+    ]
+    for i, ev in enumerate(evs):
+        st.apply("e", i, ev, "t", 0)
+    for i in range(3):
+        st.apply("s", i, send("g", T + 4_000 + i), "t", 0)
+    st.apply("s", 3, send("g", T + 95_000), "t", 0)
+    fx = st.apply("e", 3, exc("h", 10002, T + 95_000), "t", 0)
+    finals = [o for o in fx.outputs if o.topic == "failure_windows"]
+    assert len(finals) == 2 and fx.windows_closed == 1
+    import msgspec
+
+    recs = {
+        msgspec.json.decode(o.value)["error_code"]: msgspec.json.decode(o.value) for o in finals
+    }
+    assert recs[10004]["failures"] == 2 and recs[10004]["senders"] == 2
+    assert recs[10004]["group_failures"] == 3 and recs[10004]["group_sends"] == 3
+    assert recs[10004]["failure_ratio"] == 0.5 and recs[10004]["final"] is True
+    assert recs[10004]["updated_at_ms"] == T + 90_000  # deterministic: the close time
+    assert fx.meta is not None and fx.deletes
+
+
+def test_state_replay_after_reload_is_idempotent() -> None:
+    events = [exc("g", 10004, T + i * 1_000, f"u{i}") for i in range(10)]
+    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    stored: dict[str, bytes] = {}
+    for i, ev in enumerate(events):
+        fx = st.apply("e", i, ev, "t", 0)
+        stored.update(fx.writes)
+        if i < 5 and fx.meta:
+            stored[fx.meta[0]] = fx.meta[1]  # meta stops at offset 4: a crash
+    fresh = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    for key, value in stored.items():
+        fresh.load(key, value)
+    fresh.finish_load()
+    fxs = _run(fresh, events)  # replay everything from offset 0
+    assert sum(f.replayed for f in fxs) == 5
+    agg = fresh.codes[(T, "1400000001", "g", 10004)]
+    assert agg.n == 10 and len(agg.senders) == 10
+
+
+def test_late_event_is_reported_not_counted() -> None:
+    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    st.apply("e", 0, exc("g", 10004, T), "t", 0)
+    st.apply("e", 1, exc("g", 10004, T + 95_000), "t", 0)
+    fx = st.apply("e", 2, exc("g", 10004, T + 10_000, "late"), "t", 0)
+    assert fx.late == 1 and [o.topic for o in fx.outputs] == ["late_events"]
+    assert (T, "1400000001", "g", 10004) not in st.codes  # never reopened
+
+
+def test_idle_close_on_tick() -> None:
+    st = PartitionState(0, cfg(idle_close_ms=5_000), seen={"e": True, "s": False})
+    st.apply("e", 0, exc("g", 10004, T), "t", now_ms=T)
+    assert st.tick(T + 60_000).windows_closed == 0  # end + grace not reached in wall time
+    fx = st.tick(T + 95_000)
+    assert fx.windows_closed == 1 and fx.finals == 1
+
+
+def test_load_rejects_foreign_keys() -> None:
+    with pytest.raises(ValueError):
+        PartitionState(0, cfg()).load("1|m", b"{}")

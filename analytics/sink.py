@@ -46,23 +46,26 @@ PRUNE_EVERY_SECONDS = 600
 GC_EVERY_SECONDS = 5.0
 
 
-def check_loopback(host: str) -> None:
-    """The SQL endpoint is for this machine only."""
-    if host == "localhost":
+def check_loopback(host: str, allow_non_loopback: bool = False) -> None:
+    """The SQL endpoint is for this machine only (or, explicitly, for a container's host)."""
+    if host == "localhost" or allow_non_loopback:
         return
     try:
         if ipaddress.ip_address(host).is_loopback:
             return
     except ValueError:
         pass
-    raise ValueError(f"GROUPWATCH_QUERY_HOST must be a loopback address, got {host!r}")
+    raise ValueError(
+        f"GROUPWATCH_QUERY_HOST must be a loopback address, got {host!r} (inside a container "
+        "whose port is published on 127.0.0.1, set GROUPWATCH_QUERY_ALLOW_NON_LOOPBACK=1)"
+    )
 
 
 class Sink:
     """Consumer loop + served SQL + snapshots around one writer connection."""
 
     def __init__(self, settings: Settings, serve: bool = True, snapshots: bool = True) -> None:
-        check_loopback(settings.query_host)
+        check_loopback(settings.query_host, settings.query_allow_non_loopback)
         self.settings = settings
         self.topics = Topics.from_settings(settings)
         self.stats = SinkStats()

@@ -23,6 +23,7 @@ export GROUPWATCH_SDKAPPIDS="${GROUPWATCH_SDKAPPIDS:-1400000001,1400000002}"
 export GROUPWATCH_CALLBACK_TOKENS="${GROUPWATCH_CALLBACK_TOKENS:-1400000001:e2e-token-$RANDOM$RANDOM}"
 export GROUPWATCH_PARTITIONS="${GROUPWATCH_PARTITIONS:-3}"
 export GROUPWATCH_INGEST_HOST_PORT="${GROUPWATCH_INGEST_HOST_PORT:-28080}"
+export GROUPWATCH_QUERY_HOST_PORT="${GROUPWATCH_QUERY_HOST_PORT:-28765}"
 export KAFKA_HOST_PORT="${KAFKA_HOST_PORT:-29092}"
 
 if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
@@ -59,7 +60,8 @@ log "simulate $COUNT callbacks"
     --count "$COUNT" --rate 0 --connections 4 --step-ms 100 --event-time-start "$start_ms" \
     --seed 42 --flush --ledger "$OUT/ledger.json" --quiet
 
-query() { dc exec -T sink groupwatch query --format json "$1"; }
+# Query from the host through the published 127.0.0.1 port, like a user would.
+query() { GROUPWATCH_QUERY_PORT="$GROUPWATCH_QUERY_HOST_PORT" "$GW" query --format json "$1"; }
 log "waiting for the final windows in DuckDB"
 ok=1
 for _ in $(seq 1 60); do

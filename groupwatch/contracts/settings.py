@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     sink_group_id: str = Field("groupwatch-sink", description="Sink consumer group id.")
     query_host: str = Field("127.0.0.1", description="Sink SQL endpoint address (loopback).")
     query_port: int = Field(8765, description="Sink SQL endpoint port.")
+    query_allow_non_loopback: bool = Field(
+        False,
+        description="Let the SQL endpoint bind beyond loopback (only in a container whose "
+        "port is published on the host's 127.0.0.1).",
+    )
     query_timeout_seconds: float = Field(10.0, gt=0, description="Served statement timeout.")
     query_max_rows: int = Field(10000, ge=1, description="Served result row cap.")
 

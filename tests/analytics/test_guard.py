@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analytics.guard import QueryRefused, check_select
+from analytics.sink import check_loopback
 
 
 @pytest.mark.parametrize(
@@ -47,3 +48,15 @@ def test_accepts_single_selects(sql: str) -> None:
 def test_refuses_everything_else_with_a_clear_reason(sql: str, message: str) -> None:
     with pytest.raises(QueryRefused, match=message):
         check_select(sql)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.2"])
+def test_sql_endpoint_binds_loopback(host: str) -> None:
+    check_loopback(host)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "example.com"])
+def test_sql_endpoint_refuses_other_addresses_unless_allowed(host: str) -> None:
+    with pytest.raises(ValueError, match="GROUPWATCH_QUERY_ALLOW_NON_LOOPBACK"):
+        check_loopback(host)
+    check_loopback(host, allow_non_loopback=True)

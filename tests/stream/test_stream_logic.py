@@ -7,6 +7,7 @@ from streamkit import exc, send
 
 from stream import alerts, dedup
 from stream.alerts import AlertRules, Baseline
+from stream.batch import Batch
 from stream.state import Config, PartitionState
 from stream.windows import StreamClock, WindowSpec
 
@@ -151,3 +152,70 @@ def test_idle_close_on_tick() -> None:
 def test_load_rejects_foreign_keys() -> None:
     with pytest.raises(ValueError):
         PartitionState(0, cfg()).load("1|m", b"{}")
+
+
+def _batched_run(
+    events: list[tuple[str, int, object]],
+    size: int,
+    store: dict[str, bytes],
+    crash_at: tuple[int, int] | None = None,
+) -> tuple[set[tuple[str, str, bytes]], bool]:
+    """Feed events to a state (loaded from ``store``) in batches, writing like the worker.
+
+    Returns the acknowledged outputs and whether it "crashed" after write ``crash_at[1]``
+    of batch ``crash_at[0]`` (``store`` then holds the changelog up to that point).
+    """
+    st = PartitionState(0, cfg(), seen={"e": True, "s": True})
+    for key, value in store.items():
+        st.load(key, value)
+    st.finish_load()
+    outs: set[tuple[str, str, bytes]] = set()
+    for b, i in enumerate(range(0, len(events), size)):
+        batch = Batch()
+        for kind, off, ev in events[i : i + size]:
+            batch.merge(st.apply(kind, off, ev, "t", 0))  # type: ignore[arg-type]
+        outs.update((o.topic, o.key, o.value) for o in batch.outputs)
+        meta = [batch.meta] if batch.meta else []
+        ops = [*batch.key_writes(), *meta, *((k, None) for k in batch.key_deletes())]
+        for n, (key, value) in enumerate(ops):
+            if crash_at == (b, n):
+                return outs, True
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value
+    return outs, False
+
+
+def test_batched_writes_survive_a_crash_at_every_write() -> None:
+    evs: list[tuple[str, int, object]] = []
+    offs = {"e": 0, "s": 0}
+    for i in range(40):
+        t = T + i * 7_000
+        for kind, ev in (
+            ("e", exc(f"g{i % 3}", 10004 + i % 2, t, f"u{i % 5}")),
+            ("e", exc(f"g{i % 3}", 10004, t, "dup", random=i // 4)),  # dups within 5 min
+            ("s", send(f"g{i % 3}", t)),
+        ):
+            evs.append((kind, offs[kind], ev))
+            offs[kind] += 1
+    clean, _ = _batched_run(evs, 1, {})
+    assert sum(1 for topic, _, _ in clean if topic == "failure_windows") > 5
+    crashes = 0
+    for size in (5, 16):
+        batched, _ = _batched_run(evs, size, {})
+        assert batched == clean
+        for b in range(0, len(evs) // size, 2):
+            for n in range(0, 40, 3):
+                store: dict[str, bytes] = {}
+                first, crashed = _batched_run(evs, size, store, crash_at=(b, n))
+                if not crashed:
+                    continue
+                crashes += 1
+                rest, _ = _batched_run(evs, size, store)  # restart, replay from offset 0
+                finals = {o for o in clean if o[0] == "failure_windows"}
+                assert {o for o in first | rest if o[0] == "failure_windows"} == finals
+                assert {o for o in first | rest if o[0] == "alerts"} == {
+                    o for o in clean if o[0] == "alerts"
+                }
+    assert crashes > 20

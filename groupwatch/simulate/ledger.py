@@ -44,6 +44,11 @@ class Ledger:
     def window_start(self, event_time_ms: int) -> int:
         return event_time_ms - event_time_ms % self.window_ms
 
+    def count(self, what: str) -> None:
+        """Count a delivery incident (shown under ``totals``)."""
+        with self._lock:
+            self.requests[what] += 1
+
     def record(self, planned: Planned, status: int, error: str | None = None) -> None:
         """One delivery's outcome: the HTTP status (0 when no answer came) and any error."""
         with self._lock:

@@ -35,6 +35,11 @@ class SendOptions:
             raise ValueError("--rate must be >= 0")
 
 
+def _closed_without_response(exc: requests.RequestException) -> bool:
+    """The connection was dropped before any response (not a timeout, not an HTTP error)."""
+    return isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout)
+
+
 def encode_body(planned: Planned) -> bytes:
     return json.dumps(planned.body, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -94,19 +99,28 @@ class Sender:
             request_time=int(self.clock()),
         )
         status, error = 0, None
-        try:
-            response = self._session().post(
-                self.options.url,
-                params=query,
-                data=encode_body(planned),
-                headers={"Content-Type": "application/json"},
-                timeout=self.options.timeout_s,
-            )
-            status = response.status_code
-            if status != 200:
-                error = response.text[:300]
-        except requests.RequestException as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        for attempt in (1, 2):
+            try:
+                response = self._session().post(
+                    self.options.url,
+                    params=query,
+                    data=encode_body(planned),
+                    headers={"Content-Type": "application/json"},
+                    timeout=self.options.timeout_s,
+                )
+                status, error = response.status_code, None
+                if status != 200:
+                    error = response.text[:300]
+                break
+            except requests.RequestException as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                # A keep-alive connection the server closed without any response: send once
+                # more on a fresh connection. Safe for the ledger and the pipeline alike,
+                # because a re-delivery carries the same event_id (counted once).
+                if attempt == 1 and _closed_without_response(exc):
+                    self.ledger.count("retried_closed_connection")
+                    continue
+                break
         self.ledger.record(planned, status, error)
         self._completion.mark(planned.seq)
         if self.on_done is not None:

@@ -73,6 +73,9 @@ def make_settings(
             "duckdb_path": tmp_path / "data" / "groupwatch.duckdb",
             "snapshot_path": tmp_path / "data" / "groupwatch-snapshot.duckdb",
             "partitions": 3,
+            # Test data carries old event times (the spec's sample is from 2022) and Kafka
+            # timestamps are event times: time-based retention must not delete it mid-test.
+            "retention_hours": 24 * 365 * 10,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

@@ -240,7 +240,9 @@ def test_up_simulate_20000_equals_the_ledger(stack_env: dict[str, str], tmp_path
             check=False,
         )
         console_values = [ln for ln in console.stdout.splitlines() if ln.startswith("{")]
-        assert len(console_values) == len(kcat_values), console.stderr[-2000:]
+        # The topic is live (open windows still get updates), so the two reads may differ in
+        # non-final records; the final ones must equal the ledger in both.
+        assert console_values, console.stderr[-2000:]
         by_console = compare_failures(ledger, finals_from_json_lines(console_values))
         assert by_console.equal, by_console.summary()
     finally:

@@ -14,7 +14,6 @@ import gc
 import logging
 import os
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,18 +26,21 @@ from groupwatch.contracts.records import ExceptionEvent, SendEvent, decode
 from stream import metrics as m
 from stream.alerts import AlertRules
 from stream.batch import Batch
+from stream.fetch import install_batch_drain
 from stream.setup import ticks_topic
-from stream.state import Config, Effects, Output, PartitionState
+from stream.state import DUPLICATE, LATE, Config, Effects, Output, PartitionState
 from stream.windows import WindowSpec
 
 log = logging.getLogger("groupwatch.stream")
 
 TICK_SECONDS = 1.0
-BATCH_MAX = 2000  # events per agent batch (state written once per key per batch)
-BATCH_WITHIN_S = 0.05  # wait at most this long to fill a batch
+# the agent's take_events (records normally arrive through the batch drain instead)
+BATCH_MAX = 2000
+BATCH_WITHIN_S = 0.05
 CHANGELOG_LINGER_MS = 20  # producer linger: produce requests carry many records
 PRODUCER_MAX_BATCH_BYTES = 1 << 20
-GC_THRESHOLDS = (20_000, 50, 100)  # CPython's defaults are (700, 10, 10)
+GC_THRESHOLDS = (100_000, 50, 1000)  # CPython's defaults are (700, 10, 10)
+OUTCOMES = ("counted", "duplicate", "late", "replayed")  # order of Effects.outcomes
 METRICS_TYPE = "text/plain; version=0.0.4"  # aiohttp sets the charset itself
 
 
@@ -98,6 +100,8 @@ class StreamWorker:
             producer_acks=-1,
             producer_linger_ms=CHANGELOG_LINGER_MS,
             producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+            # like librdkafka's default (check.crcs=false): TCP checksums the transfer
+            broker_check_crcs=False,
             broker_commit_interval=1.0,
             # a SIGKILLed member leaves the group after this, not after Faust's 60 s
             broker_session_timeout=10.0,
@@ -124,7 +128,14 @@ class StreamWorker:
             "late_events": self.topics.late_events,
             "alerts": self.topics.alerts,
         }
+        self._batch_lock = asyncio.Lock()  # held while a fetched batch is handled
         self._register()
+        install_batch_drain(
+            self.app,
+            [self.topics.exceptions, self.topics.sends, self.ticks],
+            self._handle_or_exit,
+            self._batch_lock,
+        )
 
     # --- wiring ----------------------------------------------------------------------
     def _register(self) -> None:
@@ -132,21 +143,15 @@ class StreamWorker:
 
         @app.agent(self.source, name="windows")
         async def windows(stream: Any) -> None:
-            # Faust acks the events of a batch only after this body returned, i.e. after
-            # every write of the batch was handed to the producer (flushed before commit).
+            # The agent subscribes the topics (group, assignment, table partitions); the
+            # records themselves reach handle_batch through the batch drain
+            # (stream.fetch), not through this stream.
             async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
                 batch = [
                     (e.message.topic, e.message.partition, e.message.offset, e.value)
                     for e in events
                 ]
-                try:
-                    await self.handle_batch(batch)
-                except BaseException:
-                    # take_events acks the batch even when this body raises; stop the
-                    # process before that ack can be committed (a restart replays it)
-                    log.exception("batch failed; exiting without committing it")
-                    logging.shutdown()
-                    os._exit(70)
+                await self._handle_or_exit(batch)
 
         @app.timer(TICK_SECONDS)
         async def tick() -> None:
@@ -154,11 +159,17 @@ class StreamWorker:
             for p in range(self.settings.partitions):
                 await app.producer.send(self.ticks, None, now, p, None, None)
 
-        async def forget(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-            self.states.clear()  # reloaded from the (recovered) table on next use
+        async def revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+            async with self._batch_lock:  # the batch in flight finishes first
+                await app.producer.flush()  # its writes reach the changelog
+                self.states.clear()  # reloaded from the (recovered) table on next use
 
-        app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
-        app.on_partitions_assigned.connect(forget)  # type: ignore[arg-type]
+        async def assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+            async with self._batch_lock:
+                self.states.clear()
+
+        app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
+        app.on_partitions_assigned.connect(assigned)  # type: ignore[arg-type]
 
         @app.page("/metrics")
         async def metrics_page(web: Any, request: Any) -> Any:
@@ -196,24 +207,15 @@ class StreamWorker:
             self.states[partition] = state
         return state
 
-    def _step(
-        self, topic: str, partition: int, offset: int, value: bytes, now: int
-    ) -> Effects | None:
-        """Apply one record to its partition's state in memory; None if it is invalid."""
-        state = self._state(partition)
-        if topic == self.ticks:
-            return state.tick(now)
-        self.positions[(topic, partition)] = offset
-        is_exc = topic == self.topics.exceptions
+    async def _handle_or_exit(self, batch: list[tuple[str, int, int, bytes]]) -> None:
         try:
-            record: ExceptionEvent | SendEvent = (
-                decode(value, ExceptionEvent) if is_exc else decode(value, SendEvent)
-            )
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            m.INVALID.labels(topic).inc()
-            log.error("invalid record %s[%d]@%d skipped: %s", topic, partition, offset, exc)
-            return None
-        return state.apply("e" if is_exc else "s", offset, record, topic, now)
+            await self.handle_batch(batch)
+        except BaseException:
+            # the batch is not acknowledged; stop the process before anything could
+            # commit past it (a restart replays it)
+            log.exception("batch failed; exiting without committing it")
+            logging.shutdown()
+            os._exit(70)
 
     async def handle(self, topic: str, partition: int, offset: int, value: bytes) -> None:
         """Process one record (a batch of one)."""
@@ -222,35 +224,51 @@ class StreamWorker:
     async def handle_batch(self, records: list[tuple[str, int, int, bytes]]) -> None:
         """Apply a batch of records in order, then carry out the merged effects.
 
-        Per partition, every record is applied to the in-memory state in offset order;
-        the effects are merged (``Batch``) so each touched key and the meta are written
-        once, in the same order as per record: acknowledged outputs, key writes, meta,
-        deletions.
+        Per partition, every record is applied to the in-memory state in offset order
+        into one ``Effects``; changed keys and the meta are serialised once at the end
+        (``PartitionState.finish``) and carried out in the same order as per record:
+        acknowledged outputs, key writes, meta, deletions.
         """
         now = int(time.time() * 1000)
-        batches: dict[int, Batch] = {}
-        counts: Counter[tuple[str, str]] = Counter()
+        effects: dict[int, tuple[PartitionState, Effects]] = {}
+        ticks, exceptions = self.ticks, self.topics.exceptions
+        positions = self.positions
         for topic, partition, offset, value in records:
-            fx = self._step(topic, partition, offset, value, now)
-            if fx is None:
+            entry = effects.get(partition)
+            if entry is None:
+                state = self._state(partition)
+                entry = effects[partition] = (state, state.begin())
+            state, fx = entry
+            if topic == ticks:
+                state.tick(now, fx)
                 continue
-            batch = batches.get(partition)
-            if batch is None:
-                batch = batches[partition] = Batch()
-            batch.merge(fx)
-            if topic != self.ticks:
-                kind_label = "exception" if topic == self.topics.exceptions else "send"
-                counts[(kind_label, "counted")] += fx.counted
-                counts[(kind_label, "duplicate")] += fx.duplicates
-                counts[(kind_label, "late")] += fx.late
-                counts[(kind_label, "replayed")] += fx.replayed
-        for (kind_label, outcome), n in counts.items():
-            if n:
-                m.EVENTS.labels(kind_label, outcome).inc(n)
-                if outcome == "duplicate":
-                    m.DUPLICATES.labels(kind_label).inc(n)
-                elif outcome == "late":
-                    m.LATE.labels(kind_label).inc(n)
+            positions[(topic, partition)] = offset
+            try:
+                if topic == exceptions:
+                    state.step(fx, "e", offset, decode(value, ExceptionEvent), topic, now)
+                else:
+                    state.step(fx, "s", offset, decode(value, SendEvent), topic, now)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                m.INVALID.labels(topic).inc()
+                log.error("invalid record %s[%d]@%d skipped: %s", topic, partition, offset, exc)
+        batches: dict[int, Batch] = {}
+        outcomes = {"e": [0, 0, 0, 0], "s": [0, 0, 0, 0]}
+        for partition, (state, fx) in effects.items():
+            batch = batches[partition] = Batch()
+            batch.merge(state.finish(fx))
+            for kind, counts in fx.outcomes.items():
+                for i, n in enumerate(counts):
+                    outcomes[kind][i] += n
+        for kind, counts in outcomes.items():
+            label = "exception" if kind == "e" else "send"
+            for i, outcome in enumerate(OUTCOMES):
+                n = counts[i]
+                if n:
+                    m.EVENTS.labels(label, outcome).inc(n)
+                    if i == DUPLICATE:
+                        m.DUPLICATES.labels(label).inc(n)
+                    elif i == LATE:
+                        m.LATE.labels(label).inc(n)
         outputs = [out for b in batches.values() for out in b.outputs]
         if outputs:
             pending = [await self._send(out) for out in outputs]

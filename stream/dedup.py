@@ -4,6 +4,11 @@ The state of one event_id is its history of *counted* occurrences ``[(event_time
 The decision for an event only looks at occurrences with a smaller source offset, so a
 replay after a crash (state possibly already containing this or later events) decides
 exactly as the first pass did.
+
+Stored, the occurrences are grouped in **buckets** (one table key each, written once per
+batch), not one key per event_id: a bucket holds the counted occurrences of one input kind
+whose event time falls in one ``BUCKET_MS`` span and whose source offsets fall in one run
+of ``BUCKET_OFFSETS`` offsets, so its size stays bounded whatever the event rate.
 """
 
 from __future__ import annotations
@@ -11,6 +16,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 Occurrence = tuple[int, int]  # (event_time_ms, source offset)
+BUCKET_MS = 60_000  # event-time span of one stored dedup bucket
+BUCKET_OFFSETS = 1000  # source offsets per bucket: at most this many occurrences in one
+BucketId = tuple[str, int, int]  # (kind, event-time span start, offset // BUCKET_OFFSETS)
+
+
+def bucket(kind: str, event_time_ms: int, offset: int) -> BucketId:
+    """The bucket holding one occurrence (span start floors, also before 1970)."""
+    return (kind, event_time_ms - event_time_ms % BUCKET_MS, offset // BUCKET_OFFSETS)
+
+
+def bucket_expired(bucket_start: int, horizon_ms: int) -> bool:
+    """True when every event time the bucket can hold lies before ``horizon_ms``."""
+    return bucket_start + BUCKET_MS <= horizon_ms
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,11 @@
 partition's meta record (written last: it marks the event as fully applied), then
 deletions. Stored in that order on one changelog partition, any crash leaves a prefix
 from which replaying the source topics from the committed offset gives the same result.
+
+The worker drives a whole batch through one ``Effects``: ``begin``, ``step`` per event
+(``tick`` for a tick), ``finish``. Changed keys are only marked during the steps and
+serialised once, at ``finish`` (or before a window close deletes them); the meta is
+serialised once per batch.
 """
 
 from __future__ import annotations
@@ -40,23 +45,45 @@ class Output:
     value: bytes
 
 
+COUNTED, DUPLICATE, LATE, REPLAYED = range(4)  # indexes into Effects.outcomes[kind]
+
+
 @dataclass
 class Effects:
-    """What one step asks the Faust layer to do, in this order."""
+    """What one step (or one batch of steps) asks the Faust layer to do, in this order."""
 
     outputs: list[Output] = field(default_factory=list)  # send and await the acks
     writes: dict[str, bytes] = field(default_factory=dict)  # table puts
     meta: tuple[str, bytes] | None = None  # the partition meta, last put
     deletes: list[str] = field(default_factory=list)  # after meta
     updates: list[Output] = field(default_factory=list)  # non-final, no ack needed
-    counted: int = 0
-    duplicates: int = 0
-    late: int = 0
-    replayed: int = 0
+    # per input kind: events counted / duplicate / late / replayed
+    outcomes: dict[str, list[int]] = field(
+        default_factory=lambda: {"e": [0, 0, 0, 0], "s": [0, 0, 0, 0]}
+    )
     windows_opened: int = 0
     windows_closed: int = 0
     finals: int = 0
     alerts: int = 0
+
+    def _total(self, outcome: int) -> int:
+        return self.outcomes["e"][outcome] + self.outcomes["s"][outcome]
+
+    @property
+    def counted(self) -> int:
+        return self._total(COUNTED)
+
+    @property
+    def duplicates(self) -> int:
+        return self._total(DUPLICATE)
+
+    @property
+    def late(self) -> int:
+        return self._total(LATE)
+
+    @property
+    def replayed(self) -> int:
+        return self._total(REPLAYED)
 
 
 @dataclass(frozen=True)
@@ -86,13 +113,22 @@ class PartitionState:
         self.codes: dict[tuple[int, str, str, int], CodeAgg] = {}
         self.gsends: dict[GroupId, Count] = {}
         self.asends: dict[tuple[int, str], Count] = {}
-        self.dedup: dict[tuple[str, str], list[dedup.Occurrence]] = {}
+        self.dedup: dict[tuple[str, str], list[dedup.Occurrence]] = {}  # (kind, event_id)
+        # stored form of the dedup histories: bucket -> event_id -> occurrences
+        self.dbuckets: dict[dedup.BucketId, dict[str, list[dedup.Occurrence]]] = {}
         self.baselines: dict[tuple[str, str], Baseline] = {}
         self.windows: set[int] = set()  # starts of open windows (any key)
         self.pending_deletes: list[str] = []
         self.dirty: set[GroupId] = set()
         self.last_update: dict[GroupId, int] = {}
         self.last_input_wall_ms: int | None = None
+        self.next_close: int | None = None  # earliest close time of the open windows
+        # keys changed since the last flush (serialised once per batch)
+        self._dirty_codes: set[tuple[int, str, str, int]] = set()
+        self._dirty_gsends: set[GroupId] = set()
+        self._dirty_asends: set[tuple[int, str]] = set()
+        self._dirty_buckets: set[dedup.BucketId] = set()
+        self._meta_due = False
 
     # --- table keys ------------------------------------------------------------------
     def k_meta(self) -> str:
@@ -107,8 +143,8 @@ class PartitionState:
     def k_asend(self, ws: int, app: str) -> str:
         return f"{self.p}|a|{ws}|" + orjson.dumps([app]).decode()
 
-    def k_dedup(self, kind: str, event_id: str) -> str:
-        return f"{self.p}|d|{kind}|{event_id}"
+    def k_dedup(self, kind: str, bucket_start: int, chunk: int) -> str:
+        return f"{self.p}|d|{kind}|{bucket_start}|{chunk}"
 
     def k_base(self, app: str, grp: str) -> str:
         return f"{self.p}|b|" + orjson.dumps([app, grp]).decode()
@@ -140,22 +176,46 @@ class PartitionState:
         elif kind == "a":
             self.asends[(d["ws"], d["app"])] = Count(d["n"], d["off"])
             self.windows.add(d["ws"])
+        elif kind == "d" and "id" in d:
+            # one history per event_id (before dedup buckets): move it into its buckets
+            # (written before the next meta), delete the old key after that meta
+            for t, o in d["h"]:
+                self._remember(d["k"], d["id"], int(t), int(o))
+            self.pending_deletes.append(key)
         elif kind == "d":
-            self.dedup[(d["k"], d["id"])] = [(int(t), int(o)) for t, o in d["h"]]
+            for event_id, history in d["h"].items():
+                for t, o in history:
+                    self._remember(d["k"], event_id, int(t), int(o))
+            self._dirty_buckets.discard((d["k"], int(d["b"]), int(d["c"])))
         elif kind == "b":
             self.baselines[(d["app"], d["grp"])] = Baseline.from_json(d["b"])
         else:
             raise ValueError(f"unknown table key type in {key!r}")
 
+    def _remember(self, kind: str, event_id: str, t: int, offset: int) -> None:
+        """Add one restored counted occurrence to its history and its bucket."""
+        history = self.dedup.setdefault((kind, event_id), [])
+        if any(o == offset for _, o in history):
+            return
+        history.append((t, offset))
+        history.sort(key=lambda occ: occ[1])
+        bk = dedup.bucket(kind, t, offset)
+        self.dbuckets.setdefault(bk, {}).setdefault(event_id, []).append((t, offset))
+        self._dirty_buckets.add(bk)
+
     def finish_load(self) -> None:
         """Drop entries of windows the meta already marks closed (deletes not yet stored)."""
         cu = self.clock.closed_until
-        if cu is None:
-            return
         spec = self.cfg.spec
-        for ws in sorted(self.open_windows()):
-            if spec.close_time(ws) <= cu:
-                self.pending_deletes.extend(self._drop_window(ws))
+        if cu is not None:
+            for ws in sorted(self.open_windows()):
+                if spec.close_time(ws) <= cu:
+                    self.pending_deletes.extend(self._drop_window(ws))
+        self._recompute_next_close()
+
+    def _recompute_next_close(self) -> None:
+        spec = self.cfg.spec
+        self.next_close = min((spec.close_time(ws) for ws in self.windows), default=None)
 
     # --- queries ---------------------------------------------------------------------
     def open_windows(self) -> set[int]:
@@ -169,6 +229,20 @@ class PartitionState:
         return failure_window(agg, totals, self.cfg.spec.size_ms, final, updated_at_ms)
 
     # --- the step --------------------------------------------------------------------
+    def begin(self) -> Effects:
+        """A new ``Effects`` for one step or a batch of steps (takes pending deletions)."""
+        fx = Effects(deletes=self.pending_deletes)
+        self.pending_deletes = []
+        return fx
+
+    def finish(self, fx: Effects) -> Effects:
+        """Serialise the changed keys into ``fx``, and the meta once if it changed."""
+        self._flush(fx)
+        if self._meta_due:
+            fx.meta = (self.k_meta(), self.meta_value())
+            self._meta_due = False
+        return fx
+
     def apply(
         self,
         kind: Kind,
@@ -178,22 +252,32 @@ class PartitionState:
         now_ms: int,
     ) -> Effects:
         """Apply one input event read at ``offset`` of its topic-partition."""
-        fx = Effects(deletes=self.pending_deletes)
-        self.pending_deletes = []
+        fx = self.begin()
+        self.step(fx, kind, offset, event, source_topic, now_ms)
+        return self.finish(fx)
+
+    def step(
+        self,
+        fx: Effects,
+        kind: Kind,
+        offset: int,
+        event: ExceptionEvent | SendEvent,
+        source_topic: str,
+        now_ms: int,
+    ) -> None:
+        """Apply one event in memory; its writes are serialised by ``finish``."""
         self.last_input_wall_ms = now_ms
+        outcomes = fx.outcomes[kind]
         if offset <= self.offsets[kind]:
-            fx.replayed = 1
-            return fx
+            outcomes[REPLAYED] += 1
+            return
         spec = self.cfg.spec
         t = event.event_time_ms
-        ws = spec.start(t)
-        late = self.clock.is_late(spec, kind, ws)
-        marks = [
-            m for m in (self.clock.stream_time[kind], self.clock.closed_until) if m is not None
-        ]
-        self.clock.observe(kind, t)
-        if late:
-            fx.late = 1
+        ws = t - t % spec.size_ms
+        clock = self.clock
+        if clock.is_late(spec, kind, ws):
+            outcomes[LATE] += 1
+            marks = [m for m in (clock.stream_time[kind], clock.closed_until) if m is not None]
             late_rec = LateEvent(
                 reason="window_closed",
                 source_topic=source_topic,
@@ -211,31 +295,55 @@ class PartitionState:
             fx.outputs.append(
                 Output("late_events", f"{event.sdkappid}:{event.group_id}", encode(late_rec))
             )
+            clock.observe(kind, t)
         else:
-            dk = (kind, event.event_id)
-            decision = dedup.decide(self.dedup.get(dk, []), t, offset, self.cfg.dedup_ms)
-            if not decision.counted:
-                fx.duplicates = 1
+            clock.observe(kind, t)
+            event_id = event.event_id
+            dk = (kind, event_id)
+            history = self.dedup.get(dk)
+            if history is None:
+                counted, changed = True, True
+                self.dedup[dk] = [(t, offset)]
             else:
-                fx.counted = 1
-                if decision.changed:
+                decision = dedup.decide(history, t, offset, self.cfg.dedup_ms)
+                counted, changed = decision.counted, decision.changed
+                if changed:
                     self.dedup[dk] = decision.history
-                    fx.writes[self.k_dedup(kind, event.event_id)] = _dump(
-                        {"k": kind, "id": event.event_id, "h": decision.history}
-                    )
+            if not counted:
+                outcomes[DUPLICATE] += 1
+            else:
+                outcomes[COUNTED] += 1
+                if changed:
+                    bk = (kind, t - t % dedup.BUCKET_MS, offset // dedup.BUCKET_OFFSETS)
+                    entries = self.dbuckets.get(bk)
+                    if entries is None:
+                        entries = self.dbuckets[bk] = {}
+                    occ = entries.get(event_id)
+                    if occ is None:
+                        entries[event_id] = [(t, offset)]
+                    else:
+                        occ.append((t, offset))
+                    self._dirty_buckets.add(bk)
                 if ws not in self.windows:
-                    fx.windows_opened = 1
+                    fx.windows_opened += 1
                     self.windows.add(ws)
-                self._count(fx, kind, offset, event, ws)
+                    close = ws + spec.size_ms + spec.grace_ms
+                    if self.next_close is None or close < self.next_close:
+                        self.next_close = close
+                self._count(kind, offset, event, ws)
                 self.dirty.add((ws, event.sdkappid, event.group_id))
         self.offsets[kind] = offset
-        self._close_ready(fx)
-        fx.meta = (self.k_meta(), self.meta_value())
-        return fx
+        self._meta_due = True
+        nc = self.next_close
+        if nc is not None:
+            # cheap test first: the watermark never exceeds this topic's stream time
+            st, cu = clock.stream_time[kind], clock.closed_until
+            if (st is not None and st >= nc) or (cu is not None and cu >= nc):
+                mark = clock.close_mark()
+                if mark is not None and mark >= nc:
+                    self._close_ready(fx)
 
-    def _count(
-        self, fx: Effects, kind: Kind, offset: int, event: ExceptionEvent | SendEvent, ws: int
-    ) -> None:
+    def _count(self, kind: Kind, offset: int, event: ExceptionEvent | SendEvent, ws: int) -> None:
         app, grp = event.sdkappid, event.group_id
         if isinstance(event, ExceptionEvent):
             ck = (ws, app, grp, event.error_code)
@@ -243,22 +351,57 @@ class PartitionState:
             if agg is None:
                 agg = self.codes[ck] = CodeAgg(ws, app, grp, event.error_code, event.error_category)
             if agg.add(event.event_time_ms, event.from_account, event.group_type, offset):
-                fx.writes[self.k_code(ws, app, grp, event.error_code)] = _dump(agg.to_json())
+                self._dirty_codes.add(ck)
             return
-        g = self.gsends.setdefault((ws, app, grp), Count())
+        gk = (ws, app, grp)
+        g = self.gsends.get(gk)
+        if g is None:
+            g = self.gsends[gk] = Count()
         if g.add(offset):
-            fx.writes[self.k_gsend(ws, app, grp)] = _dump(
-                {"ws": ws, "app": app, "grp": grp, "n": g.n, "off": g.off}
-            )
-        a = self.asends.setdefault((ws, app), Count())
+            self._dirty_gsends.add(gk)
+        ak = (ws, app)
+        a = self.asends.get(ak)
+        if a is None:
+            a = self.asends[ak] = Count()
         if a.add(offset):
-            fx.writes[self.k_asend(ws, app)] = _dump({"ws": ws, "app": app, "n": a.n, "off": a.off})
+            self._dirty_asends.add(ak)
+
+    def _flush(self, fx: Effects) -> None:
+        """Serialise every key changed since the last flush into ``fx.writes``."""
+        writes = fx.writes
+        for ck in self._dirty_codes:
+            agg = self.codes.get(ck)
+            if agg is not None:
+                writes[self.k_code(*ck)] = _dump(agg.to_json())
+        for gk in self._dirty_gsends:
+            g = self.gsends.get(gk)
+            if g is not None:
+                ws, app, grp = gk
+                writes[self.k_gsend(*gk)] = _dump(
+                    {"ws": ws, "app": app, "grp": grp, "n": g.n, "off": g.off}
+                )
+        for ak in self._dirty_asends:
+            a = self.asends.get(ak)
+            if a is not None:
+                ws, app = ak
+                writes[self.k_asend(*ak)] = _dump({"ws": ws, "app": app, "n": a.n, "off": a.off})
+        for bk in self._dirty_buckets:
+            entries = self.dbuckets.get(bk)
+            if entries is not None:
+                kind, start, chunk = bk
+                writes[self.k_dedup(*bk)] = _dump({"k": kind, "b": start, "c": chunk, "h": entries})
+        self._dirty_codes.clear()
+        self._dirty_gsends.clear()
+        self._dirty_asends.clear()
+        self._dirty_buckets.clear()
 
     # --- closing ---------------------------------------------------------------------
     def _close_ready(self, fx: Effects) -> None:
         spec = self.cfg.spec
-        ready = self.clock.closable(spec, self.open_windows())
+        ready = self.clock.closable(spec, self.windows)
         mark = self.clock.close_mark()
+        if ready:
+            self._flush(fx)  # keys are put (with their last value) before being deleted
         for ws in ready:
             self._close_window(fx, ws)
         if ready and mark is not None:
@@ -338,22 +481,42 @@ class PartitionState:
         for dk in [k for k in self.dirty if k[0] == ws]:
             self.dirty.discard(dk)
             self.last_update.pop(dk, None)
+        self._recompute_next_close()
         return keys
 
     def _prune_dedup(self, fx: Effects) -> None:
         spec = self.cfg.spec
         keep = spec.size_ms + spec.grace_ms + self.cfg.dedup_ms
-        for dk, history in list(self.dedup.items()):
-            st = self.clock.stream_time[dk[0]]
-            if st is not None and dedup.expired(history, st - keep):
-                del self.dedup[dk]
-                fx.deletes.append(self.k_dedup(*dk))
+        for bk in list(self.dbuckets):
+            kind = bk[0]
+            st = self.clock.stream_time[kind]
+            if st is None or not dedup.bucket_expired(bk[1], st - keep):
+                continue
+            # the bucket's occurrences leave the in-memory histories too (only the
+            # expired entries are visited, not every history)
+            for event_id, gone in self.dbuckets.pop(bk).items():
+                dk = (kind, event_id)
+                history = self.dedup.get(dk)
+                if history is None:
+                    continue
+                rest = [occ for occ in history if occ not in gone]
+                if rest:
+                    self.dedup[dk] = rest
+                else:
+                    del self.dedup[dk]
+            self._dirty_buckets.discard(bk)
+            fx.deletes.append(self.k_dedup(*bk))
 
     # --- wall-clock work -------------------------------------------------------------
-    def tick(self, now_ms: int) -> Effects:
-        """Non-final updates due now, and the idle close of a quiet partition."""
-        fx = Effects(deletes=self.pending_deletes)
-        self.pending_deletes = []
+    def tick(self, now_ms: int, fx: Effects | None = None) -> Effects:
+        """Non-final updates due now, and the idle close of a quiet partition.
+
+        With ``fx`` (a batch in progress) the effects are added to it; alone, the
+        changed keys and the meta are serialised at once.
+        """
+        alone = fx is None
+        if fx is None:
+            fx = self.begin()
         interval = self.cfg.update_interval_ms
         for gk in sorted(self.dirty):
             if now_ms - self.last_update.get(gk, -(10**15)) < interval:
@@ -381,11 +544,13 @@ class PartitionState:
         ):
             before = self.clock.closed_until
             self.clock.advance_to(now_ms)
-            ready = self.clock.closable(self.cfg.spec, self.open_windows())
+            ready = self.clock.closable(self.cfg.spec, self.windows)
+            if ready:
+                self._flush(fx)
             for ws in ready:
                 self._close_window(fx, ws)
             if ready:
                 self._prune_dedup(fx)
             if ready or before != self.clock.closed_until:
-                fx.meta = (self.k_meta(), self.meta_value())
-        return fx
+                self._meta_due = True
+        return self.finish(fx) if alone else fx

@@ -77,10 +77,15 @@ class StreamClock:
 
     def watermark(self) -> int | None:
         """Min stream time over the topics that carry records; None before any."""
-        times = [self.stream_time[k] for k in KINDS if self.seen[k]]
-        if not times or any(t is None for t in times):
-            return None
-        return min(t for t in times if t is not None)
+        low: int | None = None
+        for k in KINDS:  # called for every event: no temporary lists
+            if self.seen[k]:
+                t = self.stream_time[k]
+                if t is None:
+                    return None
+                if low is None or t < low:
+                    low = t
+        return low
 
     def advance_to(self, watermark: int) -> None:
         if self.closed_until is None or watermark > self.closed_until:
@@ -95,8 +100,11 @@ class StreamClock:
         return sorted(ws for ws in set(open_starts) if spec.close_time(ws) <= mark)
 
     def close_mark(self) -> int | None:
-        marks = [m for m in (self.watermark(), self.closed_until) if m is not None]
-        return max(marks) if marks else None
+        """The larger of the watermark and ``closed_until`` (None when neither is known)."""
+        mark, done = self.watermark(), self.closed_until
+        if mark is None:
+            return done
+        return mark if done is None or mark > done else done
 
     def to_json(self) -> dict[str, object]:
         return {"st": dict(self.stream_time), "seen": dict(self.seen), "cu": self.closed_until}

@@ -219,3 +219,70 @@ def test_batched_writes_survive_a_crash_at_every_write() -> None:
                     o for o in clean if o[0] == "alerts"
                 }
     assert crashes > 20
+
+
+def _dedup_keys(keys: object) -> list[str]:
+    return sorted(k for k in keys if "|d|" in k)  # type: ignore[attr-defined]
+
+
+def test_dedup_histories_are_stored_per_bucket_once_per_batch() -> None:
+    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    fx = st.begin()
+    evs = [exc("g", 10004, T + i * 100, f"u{i}") for i in range(50)]  # one minute
+    for i, ev in enumerate(evs):
+        st.step(fx, "e", i, ev, "t", 0)
+    st.finish(fx)
+    assert _dedup_keys(fx.writes) == [f"0|d|e|{T}|0"]  # one key for 50 event ids
+    assert fx.meta is not None and fx.counted == 50
+    # restart from what was stored: a re-sent event (new offset) within 5 min is a duplicate
+    fresh = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    for key, value in [*fx.writes.items(), fx.meta]:
+        fresh.load(key, value)
+    fresh.finish_load()
+    dup = fresh.apply("e", 50, evs[7], "t", 0)
+    assert dup.duplicates == 1 and dup.counted == 0 and not _dedup_keys(dup.writes)
+    # far later: windows close, the bucket is deleted once its event times expired
+    later = fresh.apply("e", 51, exc("h", 10004, T + 2 * 3_600_000), "t", 0)
+    assert f"0|d|e|{T}|0" in later.deletes and (("e", T, 0) not in fresh.dbuckets)
+
+
+def test_dedup_bucket_keeps_occurrences_of_one_id_in_their_own_buckets() -> None:
+    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    ev = exc("g", 10004, T, "a", random=5)
+    again = exc("g", 10004, T + 301_000, "a", random=5)  # same id, after the dedup span
+    fxs = [st.apply("e", 0, ev, "t", 0), st.apply("e", 1, again, "t", 0)]
+    assert [f.counted for f in fxs] == [1, 1]
+    assert _dedup_keys(fxs[0].writes) == [f"0|d|e|{T}|0"]
+    assert _dedup_keys(fxs[1].writes) == [f"0|d|e|{T + 300_000}|0"]
+    assert len(st.dedup[("e", ev.event_id)]) == 2
+
+
+def test_legacy_per_event_dedup_key_is_moved_into_its_bucket() -> None:
+    import orjson
+
+    ev = exc("g", 10004, T, "a", random=9)
+    legacy = orjson.dumps({"k": "e", "id": ev.event_id, "h": [[T, 3]]})
+    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    st.load(f"0|d|e|{ev.event_id}", legacy)
+    st.finish_load()
+    fx = st.apply("e", 4, ev, "t", 0)  # same id within 5 min of the stored occurrence
+    assert fx.duplicates == 1
+    assert _dedup_keys(fx.writes) == [f"0|d|e|{T}|0"]  # bucket written before the meta
+    assert fx.deletes == [f"0|d|e|{ev.event_id}"]  # old key deleted after it
+
+
+def test_dedup_bucket_size_is_bounded_by_offsets() -> None:
+    # one busy minute: the occurrences are spread over buckets of BUCKET_OFFSETS offsets
+    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    fx = st.begin()
+    n = 2 * dedup.BUCKET_OFFSETS + 10
+    for i in range(n):
+        st.step(fx, "e", i, exc("g", 10004, T + i % 60_000, f"u{i}"), "t", 0)
+    st.finish(fx)
+    assert _dedup_keys(fx.writes) == [f"0|d|e|{T}|{c}" for c in range(3)]
+    assert max(len(v) for v in st.dbuckets.values()) == dedup.BUCKET_OFFSETS
+    fresh = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    for key, value in [*fx.writes.items(), fx.meta]:
+        fresh.load(key, value)  # type: ignore[arg-type]
+    fresh.finish_load()
+    assert sum(len(h) for h in fresh.dedup.values()) == n

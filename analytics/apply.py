@@ -16,10 +16,13 @@ one statement, so each key must appear once):
   updated_at_ms): a final beats any update, counts never go backwards, a non-final
   arriving after the final never overrides it.
 * ``alerts``: the newest raise per key (raised_at_ms).
-* ``kafka_offsets``: the next offset to read per (topic, partition).
+* ``kafka_offsets``: the next offset to read per (topic, partition), never moved back
+  (a handful of rows per batch: a VALUES list in the transaction's script, no Arrow).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import duckdb
 import pyarrow as pa
@@ -119,13 +122,29 @@ SELECT topic, "partition", "offset", error, raw, now() FROM _b_rejects
 ON CONFLICT DO NOTHING
 """
 
+# One VALUES row per partition of the batch (a handful), as literals: this statement runs
+# in the same execute() as the rest of the transaction (see ``_apply``), and DuckDB binds
+# parameters only for the last statement of a script.
 UPSERT_OFFSETS = """
 INSERT INTO kafka_offsets (topic, "partition", next_offset, updated_at)
-SELECT topic, "partition", next_offset, now() FROM _b_offsets
+VALUES {rows}
 ON CONFLICT DO UPDATE SET next_offset = greatest(kafka_offsets.next_offset,
                                                  excluded.next_offset),
                           updated_at = excluded.updated_at
 """
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def upsert_offsets_sql(next_offsets: dict[tuple[str, int], int]) -> str:
+    """The statement moving each (topic, partition)'s stored next offset forward."""
+    rows = ", ".join(
+        f"({_sql_str(topic)}, {int(part)}, {int(offset)}, now())"
+        for (topic, part), offset in sorted(next_offsets.items())
+    )
+    return UPSERT_OFFSETS.format(rows=rows)
 
 
 def _run(con: duckdb.DuckDBPyConnection, name: str, table: object, sql: str) -> None:
@@ -146,7 +165,6 @@ _NAMES = (
     "_b_windows",
     "_b_alerts",
     "_b_rejects",
-    "_b_offsets",
 )
 
 
@@ -165,34 +183,58 @@ def apply_batch(con: duckdb.DuckDBPyConnection, batch: b.Batch | b.Prepared) -> 
     _apply(con, prepared, INSERT_EXCEPTIONS)
 
 
+# (table key, registered name, statement) written by one script, in this order
+_SCRIPTED = (
+    ("windows", "_b_windows", UPSERT_WINDOWS),
+    ("alerts", "_b_alerts", UPSERT_ALERTS),
+    ("rejects", "_b_rejects", INSERT_REJECTS),
+)
+
+
 def _apply(con: duckdb.DuckDBPyConnection, prepared: b.Prepared, insert_exceptions: str) -> None:
-    """One transaction: every table of the batch, then its offsets; rolled back on error."""
+    """One transaction: every table of the batch, then its offsets; rolled back on error.
+
+    Everything but the sends (whose second statement needs the first one's result) runs
+    as ONE script, ``BEGIN`` to ``COMMIT``, in one ``execute()``: each DuckDB call hands
+    the GIL back and forth with the fetch thread, and on a busy host every hand-back
+    waited milliseconds (see docs/PERFORMANCE-analytics.md).
+    """
     tables = prepared.tables
-    con.execute("BEGIN TRANSACTION")
+    script: list[str] = []
+    registered: list[str] = []
     try:
         if "exceptions" in tables:
-            _run(con, "_b_exceptions", tables["exceptions"], insert_exceptions)
+            con.register("_b_exceptions", tables["exceptions"])
+            registered.append("_b_exceptions")
+            script.append(insert_exceptions)
+        for key, name, sql in _SCRIPTED:
+            if key in tables:
+                con.register(name, tables[key])
+                registered.append(name)
+                script.append(sql)
+        if prepared.next_offsets:
+            script.append(upsert_offsets_sql(prepared.next_offsets))
+        script.append("COMMIT")
         if "sends" in tables:
+            con.execute("BEGIN TRANSACTION")
             con.register("_b_sends", tables["sends"])
+            registered.append("_b_sends")
             new_ids = [row[0] for row in con.execute(INSERT_SEND_IDS).fetchall()]
             if new_ids:
                 table = pa.table({"event_id": pa.array(new_ids, pa.string())})
                 _run(con, "_b_new_sends", table, ADD_SENDS)
-            con.unregister("_b_sends")
-        if "windows" in tables:
-            _run(con, "_b_windows", tables["windows"], UPSERT_WINDOWS)
-        if "alerts" in tables:
-            _run(con, "_b_alerts", tables["alerts"], UPSERT_ALERTS)
-        if "rejects" in tables:
-            _run(con, "_b_rejects", tables["rejects"], INSERT_REJECTS)
-        if "offsets" in tables:
-            _run(con, "_b_offsets", tables["offsets"], UPSERT_OFFSETS)
-        con.execute("COMMIT")
+        else:
+            script.insert(0, "BEGIN TRANSACTION")
+        con.execute(";\n".join(script)).fetchall()
     except BaseException:
-        con.execute("ROLLBACK")
+        # the error came before BEGIN, or a failed COMMIT already rolled back
+        with contextlib.suppress(duckdb.TransactionException):
+            con.execute("ROLLBACK")
         for name in _NAMES:
             con.unregister(name)  # a no-op for names not registered
         raise
+    for name in registered:
+        con.unregister(name)
 
 
 # Sends are de-duplicated by event_id within this much event time (duplicates come from

@@ -3,19 +3,28 @@
 Undecodable messages become rejects (kept with topic, partition, offset, error and raw
 bytes) instead of being dropped. ``next_offsets`` is what the batch moves each
 partition's applied position to.
+
+Raw exceptions (the bulk of the traffic) are first parsed all at once by Arrow's JSON
+reader in C++, without the GIL (``exceptions_from_json``); a batch with any value that
+reader does not take exactly as the contract does is decoded record by record with the
+contract instead, so a bad record gets the same reject as ever.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import msgspec
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
 
 from groupwatch.contracts import Topics
+from groupwatch.contracts.catalog import CATEGORIES
 from groupwatch.contracts.records import Alert, ExceptionEvent, FailureWindow, SendEvent, decode
 
 TS = pa.timestamp("ms", tz="UTC")
@@ -47,19 +56,26 @@ class Batch:
     alerts: list[Alert] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    # the exceptions as one Arrow table when the whole batch took the C++ JSON path
+    exception_table: pa.Table | None = None
 
     def counts(self) -> dict[str, int]:
         return {
-            "exceptions": len(self.exceptions),
+            "exceptions": self.exception_count,
             "sends": len(self.sends),
             "failure_windows": len(self.windows),
             "alerts": len(self.alerts),
         }
 
     @property
+    def exception_count(self) -> int:
+        table = self.exception_table
+        return len(self.exceptions) + (0 if table is None else table.num_rows)
+
+    @property
     def size(self) -> int:
         return (
-            len(self.exceptions)
+            self.exception_count
             + len(self.sends)
             + len(self.windows)
             + len(self.alerts)
@@ -70,12 +86,15 @@ class Batch:
 def collate(messages: Iterable[RawMessage], topics: Topics) -> Batch:
     """Decode every message by its topic; bad ones become rejects.
 
-    Hot path (every record): the contract's ``decode`` per record, the topic's kind
-    looked up only when the topic changes; offsets tracked per partition as the maximum.
+    Hot path (every record): the topic's kind looked up only when the topic changes;
+    offsets tracked per partition as the maximum. Raw exceptions are collected and parsed
+    together at the end (``exceptions_from_json``), every other record with the
+    contract's ``decode``.
     """
     batch = Batch()
+    pending: list[RawMessage] = []  # raw exceptions
     kinds: dict[str, tuple[type[Any], list[Any]]] = {
-        topics.exceptions: (ExceptionEvent, batch.exceptions),
+        topics.exceptions: (ExceptionEvent, pending),
         topics.sends: (SendEvent, batch.sends),
         topics.failure_windows: (FailureWindow, batch.windows),
         topics.alerts: (Alert, batch.alerts),
@@ -95,6 +114,9 @@ def collate(messages: Iterable[RawMessage], topics: Topics) -> Batch:
             error = f"topic {topic!r} is not one the sink consumes"
         elif value is None:
             error = "empty value (tombstone): no record to store"
+        elif kind_entry[1] is pending:
+            pending.append(msg)
+            continue
         else:
             try:
                 kind_entry[1].append(decode(value, kind_entry[0]))
@@ -102,6 +124,17 @@ def collate(messages: Iterable[RawMessage], topics: Topics) -> Batch:
             except errors as exc:
                 error = f"{kind_entry[0].__name__}: {exc}"
         batch.rejects.append(Reject(topic, partition, offset, error, value))
+    if pending:
+        # pending holds no tombstones (rejected above): every value is bytes
+        values = cast(list[bytes], [m.value for m in pending])
+        batch.exception_table = exceptions_from_json(values)
+        if batch.exception_table is None:
+            for (topic, partition, offset, _), value in zip(pending, values, strict=True):
+                try:
+                    batch.exceptions.append(decode(value, ExceptionEvent))
+                except errors as exc:
+                    error = f"ExceptionEvent: {exc}"
+                    batch.rejects.append(Reject(topic, partition, offset, error, value))
     return batch
 
 
@@ -134,6 +167,75 @@ _EXC_TYPES: dict[str, pa.DataType] = {
 }
 # Arrow column name per struct field (the *_ms integers become TIMESTAMPTZ columns)
 _EXC_COLUMNS = {"event_time_ms": "event_time", "received_at_ms": "received_at"}
+
+
+# What Arrow's JSON reader is told: the contract's types; ``extra`` must be an empty object
+# and ``msg_body`` null (anything else is an unexpected field / a type change: an error,
+# so the batch takes the per-record path, whose JSON text of those fields is the
+# reference); integers stay integers (a float, a string or an overflow is an error).
+_EXC_JSON_TYPES = {
+    **_EXC_TYPES,
+    "event_time_ms": pa.int64(),
+    "received_at_ms": pa.int64(),
+    "extra": pa.struct([]),
+    "msg_body": pa.null(),
+}
+_EXC_JSON_PARSE = pajson.ParseOptions(
+    explicit_schema=pa.schema([(name, _EXC_JSON_TYPES[name]) for name in _EXC_FIELDS]),
+    unexpected_field_behavior="error",
+)
+_EXC_JSON_READ = pajson.ReadOptions(use_threads=False)
+# The fields whose type does not admit null (a null or a missing one: the contract decides)
+_EXC_NOT_NULL = (
+    "event_id",
+    "sdkappid",
+    "callback_command",
+    "group_id",
+    "msg_types",
+    "error_code",
+    "error_category",
+    "event_time_ms",
+    "received_at_ms",
+    "extra",
+)
+_CATEGORY_SET = pa.array(CATEGORIES, pa.string())
+_BOM = b"\xef\xbb\xbf"
+
+
+def exceptions_from_json(values: list[bytes]) -> pa.Table | None:
+    """The exceptions table of raw ``ExceptionEvent`` JSON values, parsed in C++.
+
+    None unless every value is one record the contract accepts as is, with ``extra``
+    empty and no ``msg_body``: then the caller decodes each value with the contract.
+    Lines are values (a JSON value holds no raw newline): no value is blank and there
+    are as many rows as values, so row i is value i.
+    """
+    if not values or values[0].startswith(_BOM) or not all(map(bytes.strip, values)):
+        return None
+    try:
+        raw = pajson.read_json(
+            io.BytesIO(b"\n".join(values)),
+            read_options=_EXC_JSON_READ,
+            parse_options=_EXC_JSON_PARSE,
+        )
+    except (pa.ArrowException, ValueError):  # not JSON, a wrong type, an unknown field
+        return None
+    n = len(values)
+    if raw.num_rows != n or any(raw.column(name).null_count for name in _EXC_NOT_NULL):
+        return None
+    if pc.list_flatten(raw.column("msg_types")).null_count:
+        return None
+    if not pc.all(pc.is_in(raw.column("error_category"), value_set=_CATEGORY_SET)).as_py():
+        return None
+    columns: dict[str, Any] = {"seq": pa.array(range(n), pa.int64())}
+    for name in _EXC_FIELDS:
+        if name in ("extra", "msg_body"):
+            columns[name] = pa.nulls(n, pa.string())  # {} and null are stored as NULL
+        elif name in _EXC_COLUMNS:
+            columns[_EXC_COLUMNS[name]] = raw.column(name).cast(TS)
+        else:
+            columns[name] = raw.column(name)
+    return pa.table(columns)
 
 
 def exceptions_table(events: list[ExceptionEvent]) -> pa.Table:
@@ -238,17 +340,6 @@ def rejects_table(rejects: list[Reject]) -> pa.Table:
     )
 
 
-def offsets_table(next_offsets: dict[tuple[str, int], int]) -> pa.Table:
-    items = sorted(next_offsets.items())
-    return pa.table(
-        {
-            "topic": pa.array([k[0] for k, _ in items], pa.string()),
-            "partition": pa.array([k[1] for k, _ in items], pa.int32()),
-            "next_offset": pa.array([v for _, v in items], pa.int64()),
-        }
-    )
-
-
 @dataclass
 class Prepared:
     """A batch turned into the Arrow tables one transaction inserts (built off the lock)."""
@@ -267,7 +358,9 @@ class Prepared:
 def prepare(batch: Batch, generation: int = 0) -> Prepared:
     """Build every Arrow table of the batch (only the non-empty ones)."""
     tables: dict[str, pa.Table] = {}
-    if batch.exceptions:
+    if batch.exception_table is not None:
+        tables["exceptions"] = batch.exception_table
+    elif batch.exceptions:
         tables["exceptions"] = exceptions_table(batch.exceptions)
     if batch.sends:
         tables["sends"] = sends_table(batch.sends)
@@ -277,8 +370,6 @@ def prepare(batch: Batch, generation: int = 0) -> Prepared:
         tables["alerts"] = alerts_table(batch.alerts)
     if batch.rejects:
         tables["rejects"] = rejects_table(batch.rejects)
-    if batch.next_offsets:
-        tables["offsets"] = offsets_table(batch.next_offsets)
     return Prepared(
         tables,
         batch.counts(),

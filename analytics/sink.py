@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +45,14 @@ PRUNE_EVERY_SECONDS = 600
 # loop runs with automatic collection off and collects between batches, every
 # GC_EVERY_SECONDS, for the few cycles other code (HTTP handlers, errors) may leave.
 GC_EVERY_SECONDS = 5.0
+
+# The apply thread takes the GIL back from the fetch thread after every DuckDB call
+# (register, the transaction's script, unregister). With Python's default switch interval
+# (5 ms) each of those waited up to 5 ms (more on a busy host) for a busy fetch thread to
+# let go: applying batches next to a thread building batches with msgspec took 85 us/row
+# instead of 5 (bench/analytics/bench_apply_gil.py, docs/PERFORMANCE-analytics.md).
+# While the sink runs, the interval is 0.2 ms.
+SWITCH_INTERVAL_SECONDS = 0.0002
 
 
 def check_loopback(host: str, allow_non_loopback: bool = False) -> None:
@@ -109,6 +118,11 @@ class Sink:
                 # static membership: a restarted sink takes its partitions back at once
                 "group.instance.id": f"{settings.sink_group_id}-writer",
                 "session.timeout.ms": 10000,
+                # librdkafka 2.16 with static membership: an OffsetCommit in flight when the
+                # broker froze (SIGSTOP 30 s) held the group coordinator connection for the
+                # default 60 s request timeout, and the consumer never rejoined after the
+                # broker resumed (tests/e2e/test_faults.py). 10 s lets it rejoin at once.
+                "socket.timeout.ms": 10000,
             }
         )
 
@@ -228,6 +242,8 @@ class Sink:
         gc_was_enabled = gc.isenabled()
         gc.freeze()
         gc.disable()
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         ready: queue.Queue[Prepared | BaseException] = queue.Queue(maxsize=1)
         fetcher = threading.Thread(
             target=self._fetch_loop, args=(ready,), name="sink-fetch", daemon=True
@@ -269,6 +285,7 @@ class Sink:
             if gc_was_enabled:
                 gc.enable()
             gc.unfreeze()
+            sys.setswitchinterval(switch_interval)
             self.close()
 
     def stop(self, *_: object) -> None:

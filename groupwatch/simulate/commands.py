@@ -182,6 +182,13 @@ def default_url(settings: Settings) -> str:
     show_default=True,
     help="HTTP timeout per callback (s).",
 )
+@click.option(
+    "--retry-for",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Re-deliver a callback not answered 200 for up to this many seconds (0 = never).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def simulate(
     url: str | None,
@@ -205,6 +212,7 @@ def simulate(
     window_seconds: int | None,
     grace_seconds: int | None,
     timeout: float,
+    retry_for: float,
     quiet: bool,
 ) -> None:
     """Send realistic, signed Chat callbacks to an ingress and write a ledger of them."""
@@ -241,6 +249,7 @@ def simulate(
             connections=connections,
             rate=rate,
             timeout_s=timeout,
+            retry_for_s=retry_for,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

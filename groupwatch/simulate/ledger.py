@@ -87,6 +87,12 @@ class Ledger:
             if planned.flush:
                 self._flush.setdefault(planned.event_id, planned)
 
+    def answered_event_ids(self, kind: str) -> set[str]:
+        """Distinct event_ids of ``kind`` (exception / send) answered 200, late ones too."""
+        with self._lock:
+            ids = {e for e, ev in self._ok_events.items() if ev.kind == kind}
+            return ids | {e for e, ev in self._late.items() if ev.kind == kind}
+
     # --- summaries ------------------------------------------------------------------
     def failures(self) -> list[dict[str, Any]]:
         """Per (window, app, group, code): distinct failed events and distinct senders."""

@@ -25,6 +25,11 @@ class SendOptions:
     connections: int = 4
     rate: float = 0.0  # callbacks per second; 0 = as fast as the receiver answers
     timeout_s: float = 5.0
+    # Re-deliver a callback not answered 200 for up to this long (0 = never), as the Chat
+    # backend does with "retry on timeout" switched on; a re-delivery has the same event_id.
+    retry_for_s: float = 0.0
+    retry_wait_s: float = 0.25
+    slow_s: float = 2.0  # answers slower than this (the Chat backend's timeout) are counted
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -33,6 +38,8 @@ class SendOptions:
             raise ValueError("--connections must be at least 1")
         if self.rate < 0:
             raise ValueError("--rate must be >= 0")
+        if self.retry_for_s < 0 or self.retry_wait_s <= 0:
+            raise ValueError("--retry-for must be >= 0 (and the wait between tries > 0)")
 
 
 def _closed_without_response(exc: requests.RequestException) -> bool:
@@ -88,9 +95,32 @@ class Sender:
         return session
 
     def send_one(self, planned: Planned) -> int:
-        """POST one callback (signed now); returns the status, 0 on a transport error."""
+        """POST one callback (signed now); returns the status, 0 on a transport error.
+
+        With ``retry_for_s`` a callback not answered 200 is delivered again (after
+        ``retry_wait_s``) until it is, or that much time has passed; every failed attempt is
+        counted under ``attempt_failed_<status>`` (0 = no answer) in the ledger's totals.
+        """
         if planned.late_ref is not None:
             self._completion.wait_for(planned.late_ref)
+        first = time.monotonic()
+        while True:
+            status, error = self._deliver(planned)
+            if status == 200 or self.options.retry_for_s <= 0:
+                break
+            self.ledger.count(f"attempt_failed_{status}")
+            if time.monotonic() - first + self.options.retry_wait_s > self.options.retry_for_s:
+                break
+            self.ledger.count("retried_non_ok")
+            time.sleep(self.options.retry_wait_s)
+        self.ledger.record(planned, status, error)
+        self._completion.mark(planned.seq)
+        if self.on_done is not None:
+            self.on_done(planned, status)
+        return status
+
+    def _deliver(self, planned: Planned) -> tuple[int, str | None]:
+        """One delivery (a second try only on a dropped keep-alive): (status, error)."""
         query = callback_query(
             planned.app,
             planned.command,
@@ -100,6 +130,7 @@ class Sender:
         )
         status, error = 0, None
         for attempt in (1, 2):
+            began = time.monotonic()
             try:
                 response = self._session().post(
                     self.options.url,
@@ -109,11 +140,15 @@ class Sender:
                     timeout=self.options.timeout_s,
                 )
                 status, error = response.status_code, None
+                if time.monotonic() - began > self.options.slow_s:
+                    self.ledger.count("slow_answers")
                 if status != 200:
                     error = response.text[:300]
                 break
             except requests.RequestException as exc:
                 error = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, requests.Timeout):
+                    self.ledger.count("timeouts")
                 # A keep-alive connection the server closed without any response: send once
                 # more on a fresh connection. Safe for the ledger and the pipeline alike,
                 # because a re-delivery carries the same event_id (counted once).
@@ -121,11 +156,7 @@ class Sender:
                     self.ledger.count("retried_closed_connection")
                     continue
                 break
-        self.ledger.record(planned, status, error)
-        self._completion.mark(planned.seq)
-        if self.on_done is not None:
-            self.on_done(planned, status)
-        return status
+        return status, error
 
     def _worker(self, work: queue.Queue[object]) -> None:
         while True:

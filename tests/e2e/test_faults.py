@@ -1,0 +1,272 @@
+"""Fault suite: simulated load runs while each stage, then the broker, is SIGKILLed and
+restarted, and the broker is frozen for 30 s; afterwards DuckDB holds exactly the events
+answered 200 (nothing lost, nothing counted twice). Results: docs/RELIABILITY.md.
+
+The stages run as separate processes (not ``groupwatch up``, which stops everything when
+one dies) against a broker of this test's own, because the broker is killed too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from groupwatch.simulate.compare import compare_failures, compare_raw_sends
+from groupwatch.simulate.generator import Generator, SimConfig
+from groupwatch.simulate.ledger import Ledger
+from groupwatch.simulate.sender import Sender, SendOptions
+from groupwatch.simulate.signing import App
+from tests.conftest import free_port
+from tests.processes import BrokerProcess, StageProcess, clean_env, groupwatch
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
+
+APPS = (App("1400000001", "faults-token-0123456789"), App("1400000002", None))
+WINDOW_S, GRACE_S = 60, 30
+RATE = 80.0  # callbacks per second; event time runs at wall-clock speed
+BETWEEN_FAULTS_S = 6.0  # load between one recovery and the next fault
+BROKER_STOP_S = 30.0
+RETRY_FOR_S = 20.0  # the simulated Chat backend re-delivers what was not answered 200
+
+
+class Stack:
+    """Broker, ingress, stream worker and sink of one test, as separate processes."""
+
+    def __init__(self, tmp: Path) -> None:
+        prefix = f"gwfault-{tmp.name[-8:]}-{free_port()}"
+        self.env = clean_env(
+            GROUPWATCH_STATE_DIR=str(tmp / "state"),
+            GROUPWATCH_KAFKA_PORT=str(free_port()),
+            GROUPWATCH_KAFKA_CONTROLLER_PORT=str(free_port()),
+            GROUPWATCH_KAFKA_HEAP="384m",
+            GROUPWATCH_TOPIC_PREFIX=prefix,
+            GROUPWATCH_PARTITIONS="3",
+            GROUPWATCH_DUCKDB_PATH=str(tmp / "data" / "gw.duckdb"),
+            GROUPWATCH_SNAPSHOT_PATH=str(tmp / "data" / "gw-snapshot.duckdb"),
+            GROUPWATCH_SDKAPPIDS=",".join(a.sdkappid for a in APPS),
+            GROUPWATCH_CALLBACK_TOKENS=",".join(f"{a.sdkappid}:{a.token}" for a in APPS if a.token),
+            GROUPWATCH_INGEST_PORT=str(free_port()),
+            GROUPWATCH_INGEST_WORKERS="2",
+            GROUPWATCH_STREAM_WEB_PORT=str(free_port()),
+            GROUPWATCH_QUERY_PORT=str(free_port()),
+            GROUPWATCH_QUERY_MAX_ROWS="1000000",
+            GROUPWATCH_STREAM_APP_ID=f"{prefix}-stream",
+            GROUPWATCH_SINK_GROUP_ID=f"{prefix}-sink",
+            GROUPWATCH_WINDOW_SECONDS=str(WINDOW_S),
+            GROUPWATCH_GRACE_SECONDS=str(GRACE_S),
+        )
+        env, logs = self.env, tmp / "logs"
+        self.ingress_url = f"http://127.0.0.1:{env['GROUPWATCH_INGEST_PORT']}"
+        self.sink_url = f"http://127.0.0.1:{env['GROUPWATCH_QUERY_PORT']}"
+        self.broker = BrokerProcess(env)
+        self.ingress = StageProcess(
+            "ingress", ["ingest"], env, logs / "ingest.log", f"{self.ingress_url}/readyz"
+        )
+        stream_health = f"http://127.0.0.1:{env['GROUPWATCH_STREAM_WEB_PORT']}/healthz"
+        self.stream = StageProcess("stream", ["stream"], env, logs / "stream.log", stream_health)
+        self.sink = StageProcess(
+            "sink", ["sink"], env, logs / "sink.log", f"{self.sink_url}/healthz"
+        )
+
+    def start(self) -> None:
+        self.broker.start()
+        groupwatch(self.env, "topics", "create")
+        self.ingress.start()
+        self.stream.start()
+        self.sink.start()
+
+    def stop(self) -> None:
+        for stage in (self.ingress, self.stream, self.sink):
+            stage.stop()
+        if self.broker.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.broker.resume()  # in case the test failed while it was frozen
+        self.broker.stop()
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        resp = requests.post(f"{self.sink_url}/query", json={"sql": sql}, timeout=60)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert not body["truncated"], sql
+        return [dict(zip(body["columns"], row, strict=True)) for row in body["rows"]]
+
+    def spool_records(self) -> int:
+        """The ingress's ``groupwatch_ingest_spool_records`` (summed over its workers)."""
+        text = requests.get(f"{self.ingress_url}/metrics", timeout=5).text
+        found = re.findall(r"^groupwatch_ingest_spool_records(?:\{[^}]*\})? (\S+)$", text, re.M)
+        assert found, "no spool gauge in the ingress metrics"
+        return int(sum(float(v) for v in found))
+
+
+class Load:
+    """The simulator's Python API on a thread: paced, retrying, writing one ledger."""
+
+    def __init__(self, url: str) -> None:
+        self.config = SimConfig(
+            apps=APPS,
+            event_time_start_ms=int(time.time() * 1000),
+            step_ms=1000.0 / RATE,
+            seed=11,
+            groups=60,
+            window_seconds=WINDOW_S,
+            grace_seconds=GRACE_S,
+            dup_rate=0.03,
+            late_rate=0.01,
+            storm_start=2000,
+            storm_length=600,
+        )
+        self.generator = Generator(self.config)
+        self.ledger = Ledger(WINDOW_S, GRACE_S)
+        options = SendOptions(
+            url=f"{url}/callback",
+            connections=4,
+            rate=RATE,
+            timeout_s=5.0,
+            retry_for_s=RETRY_FOR_S,
+        )
+        self.sender = Sender(options, self.ledger)
+        self.stopping = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.sent = self.sender.run(self.generator, stop=self.stopping)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def finish(self) -> dict[str, Any]:
+        """Stop the load, then close every window of the run with the flush events."""
+        self.stopping.set()
+        self.thread.join(120)
+        assert not self.thread.is_alive(), "the load did not stop"
+        flush = self.generator.flush_events()
+        self.sender.run(flush)
+        self.sent += len(flush)
+        return self.ledger.to_dict()
+
+
+def fault_kill(stage: StageProcess) -> dict[str, Any]:
+    old = stage.pid
+    began = time.monotonic()
+    code = stage.kill()
+    stage.start()
+    return {
+        "exit_code": code,
+        "old_pid": old,
+        "new_pid": stage.pid,
+        "back_after_s": round(time.monotonic() - began, 1),
+    }
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(tmp_path)
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+def test_faults_mid_load_lose_nothing_and_count_nothing_twice(stack: Stack) -> None:
+    began = time.monotonic()
+    load = Load(stack.ingress_url)
+    load.start()
+    faults: dict[str, dict[str, Any]] = {}
+    time.sleep(BETWEEN_FAULTS_S)
+
+    for stage in (stack.ingress, stack.stream, stack.sink):
+        faults[f"SIGKILL {stage.name}"] = fault_kill(stage)
+        time.sleep(BETWEEN_FAULTS_S)
+
+    old_pid = stack.broker.pid
+    t0 = time.monotonic()
+    stack.broker.kill()
+    time.sleep(3)  # load runs against a dead broker
+    spooled_while_dead = stack.spool_records()
+    faults["SIGKILL broker"] = {
+        "old_pid": old_pid,
+        "new_pid": stack.broker.start(),
+        "spool_records_while_down": spooled_while_dead,
+        "back_after_s": round(time.monotonic() - t0, 1),
+    }
+    time.sleep(BETWEEN_FAULTS_S)
+
+    stack.broker.pause()
+    paused_at = time.monotonic()
+    spool_max = 0
+    while time.monotonic() - paused_at < BROKER_STOP_S:
+        spool_max = max(spool_max, stack.spool_records())
+        time.sleep(1)
+    stack.broker.resume()
+    faults["SIGSTOP broker 30 s"] = {"spool_records_max": spool_max}
+    time.sleep(BETWEEN_FAULTS_S * 2)
+
+    # Drain: the flush events go last, after the spool has been forwarded.
+    deadline = time.monotonic() + 120
+    while stack.spool_records() > 0:
+        assert time.monotonic() < deadline, "the ingress spool did not drain"
+        time.sleep(0.5)
+    ledger = load.finish()
+    load_s = time.monotonic() - began
+
+    # Every fault really happened.
+    for name in ("SIGKILL ingress", "SIGKILL stream", "SIGKILL sink"):
+        assert faults[name]["exit_code"] == -9, faults
+        assert faults[name]["new_pid"] != faults[name]["old_pid"], faults
+    assert faults["SIGKILL broker"]["new_pid"] != faults["SIGKILL broker"]["old_pid"], faults
+    assert faults["SIGKILL broker"]["spool_records_while_down"] > 0, "broker kill unnoticed"
+    assert spool_max > 0, "the ingress never spooled while the broker was stopped"
+    for stage in (stack.ingress, stack.stream, stack.sink):
+        assert stage.alive(), f"{stage.name} died after the faults: {stage.log_tail()}"
+
+    # The simulated backend got every callback answered 200 in the end, in time.
+    totals = ledger["totals"]
+    print("faults:", faults)
+    print("ledger totals:", totals)
+    assert ledger["non_ok"] == [], ledger["non_ok"][:5]
+    assert totals.get("slow_answers", 0) == 0 and totals.get("timeouts", 0) == 0, totals
+    assert not any(k.startswith("attempt_failed_5") for k in totals), totals
+    assert totals["duplicates_ok"] > 0 and totals["late"] > 0, totals
+
+    # DuckDB equals what was answered 200: windows, sends, raw exceptions by event_id.
+    expected_exceptions = load.ledger.answered_event_ids("exception")
+    deadline = time.monotonic() + 240
+    while True:
+        windows = stack.query(
+            "SELECT sdkappid, group_id, error_code, epoch_ms(window_start) AS ws, failures, "
+            "senders, final FROM failure_windows"
+        )
+        sends = stack.query(
+            "SELECT sdkappid, group_id, epoch_ms(minute) AS ws, sends FROM sends_minutely"
+        )
+        stored_ids = [r["event_id"] for r in stack.query("SELECT event_id FROM exceptions")]
+        failures_cmp = compare_failures(ledger, windows)
+        sends_cmp = compare_raw_sends(ledger, sends)
+        if failures_cmp.equal and sends_cmp.equal and set(stored_ids) == expected_exceptions:
+            break
+        if time.monotonic() > deadline:
+            missing = expected_exceptions - set(stored_ids)
+            extra = set(stored_ids) - expected_exceptions
+            pytest.fail(
+                f"after the faults DuckDB differs from the 200s: {failures_cmp.summary()}; "
+                f"{sends_cmp.summary()}; exceptions missing {len(missing)}, unexpected "
+                f"{len(extra)}; first differences "
+                f"{sorted(failures_cmp.differences.items(), key=str)[:5]}; faults {faults}"
+            )
+        time.sleep(3)
+    assert len(stored_ids) == len(set(stored_ids))
+    print(
+        f"sent {load.sent} callbacks in {load_s:.0f} s, {totals['failures']} failures and "
+        f"{totals['sends']} sends in {failures_cmp.expected_cells} + {sends_cmp.expected_cells} "
+        f"cells; caught up {time.monotonic() - began - load_s:.0f} s later"
+    )

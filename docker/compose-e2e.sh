@@ -49,7 +49,7 @@ for svc in kafka ingest stream sink; do
     [[ "$state" == healthy ]] || { dc ps; dc logs --tail=50 "$svc"; log "$svc is $state"; exit 1; }
     log "$svc healthy"
 done
-[[ "$(docker inspect -f '{{.State.ExitCode}}' "$(dc ps -q topics-init)")" == 0 ]]
+[[ "$(docker inspect -f '{{.State.ExitCode}}' "$(dc ps --all -q topics-init)")" == 0 ]]
 
 signed_app="${GROUPWATCH_CALLBACK_TOKENS%%,*}"
 apps=(--app "$signed_app")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import sys
+from pathlib import Path
 
 import click
 
@@ -79,7 +82,22 @@ def up(ctx: click.Context) -> None:
             click.echo(f"kafka: {broker.stop().message}")
 
 
+def _program() -> str:
+    """How to call groupwatch from this shell: bare when it is on PATH, else its path."""
+    here = Path(sys.executable).parent / "groupwatch"
+    found = shutil.which("groupwatch")
+    if found and Path(found).resolve() == here.resolve():
+        return "groupwatch"
+    if here.exists():
+        try:
+            return str(here.relative_to(Path.cwd()))
+        except ValueError:
+            return str(here)
+    return f"{sys.executable} -m groupwatch"
+
+
 def _print_banner(settings: Settings, demo: DemoApp, commands: set[str]) -> None:
+    gw = _program()
     bootstrap = settings.bootstrap_servers
     topics = Topics.from_settings(settings)
     url = f"http://{settings.ingest_host}:{settings.ingest_port}{settings.callback_path}"
@@ -92,16 +110,16 @@ def _print_banner(settings: Settings, demo: DemoApp, commands: set[str]) -> None
         ]
     if "simulate" in commands and "ingest" in commands:
         lines.append(
-            f"  send simulated traffic:  groupwatch simulate --url {url} "
+            f"  send simulated traffic:  {gw} simulate --url {url} "
             f"--app {demo.sdkappid}:{demo.token} --count 2000"
         )
     if "query" in commands:
         lines.append(
-            '  query trends:  groupwatch query "SELECT * FROM failure_trend_minute '
+            f'  query trends:  {gw} query "SELECT * FROM failure_trend_minute '
             'ORDER BY minute DESC LIMIT 20"'
         )
     if "report" in commands:
-        lines.append("  report:  groupwatch report --since 1h")
+        lines.append(f"  report:  {gw} report --since 1h")
     lines += [
         f"  check the broker by hand:  kcat -b {bootstrap} -L",
         f"  subscribe to window aggregates:  kcat -b {bootstrap} -C -t {topics.failure_windows} -J",

@@ -121,3 +121,28 @@ def test_demo_app_is_generated_once_and_reused(tmp_path: Path) -> None:
     assert env["GROUPWATCH_CALLBACK_TOKENS"] == f"{first.sdkappid}:{first.token}"
     configured = Settings(state_dir=tmp_path / "gw", sdkappids=["1400000001"])
     assert "GROUPWATCH_SDKAPPIDS" not in stage_environment(configured, first, {})
+
+
+@pytest.mark.parametrize("on_path", [True, False])
+def test_banner_commands_run_as_printed_from_this_shell(
+    on_path: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The banner names groupwatch the way this shell can run it (PATH or the venv path)."""
+    import shlex
+
+    from groupwatch.up.commands import _program
+
+    bindir = str(Path(sys.executable).parent)
+    path = f"{bindir}{os.pathsep}/usr/bin:/bin" if on_path else "/usr/bin:/bin"
+    monkeypatch.setenv("PATH", path)
+    program = _program()
+    assert (program == "groupwatch") is on_path
+    done = subprocess.run(
+        [*shlex.split(program), "--help"],
+        env={**os.environ, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "simulate" in done.stdout

@@ -74,7 +74,14 @@ def sink(log_level: str) -> None:
 
         worker = Sink(load_settings())
     worker.install_signal_handlers()
-    worker.run()
+    try:
+        worker.run()
+    except RuntimeError as exc:
+        # e.g. a fatal consumer error: exit non-zero so a supervisor restarts the sink
+        # (it resumes from the offsets stored in DuckDB)
+        cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+        logging.getLogger("groupwatch.sink").error("sink stopped: %s%s", exc, cause)
+        raise SystemExit(1) from exc
 
 
 @click.command()

@@ -115,13 +115,15 @@ class Sink:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "allow.auto.create.topics": False,
-                # static membership: a restarted sink takes its partitions back at once
-                "group.instance.id": f"{settings.sink_group_id}-writer",
+                # No static membership (group.instance.id): after a broker restart the
+                # broker fenced the sink's own rejoined member ("Static consumer fenced by
+                # other consumer with same group.instance.id", a fatal consumer error), and
+                # after a 30 s broker freeze the static member never rejoined
+                # (tests/e2e/test_faults.py, bench/e2e/consumer_freeze_repro.py). A
+                # restarted sink instead waits for the dead member's session timeout.
                 "session.timeout.ms": 10000,
-                # librdkafka 2.16 with static membership: an OffsetCommit in flight when the
-                # broker froze (SIGSTOP 30 s) held the group coordinator connection for the
-                # default 60 s request timeout, and the consumer never rejoined after the
-                # broker resumed (tests/e2e/test_faults.py). 10 s lets it rejoin at once.
+                # an OffsetCommit in flight when the broker froze held the coordinator
+                # connection for the default 60 s request timeout; 10 s rejoins sooner
                 "socket.timeout.ms": 10000,
             }
         )
@@ -150,8 +152,12 @@ class Sink:
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
-                    if err.fatal():
-                        raise RuntimeError(f"fatal Kafka error: {err}")
+                    # a fatal error leaves the consumer unusable; it arrives as a message
+                    # whose code is _FATAL (its fatal() flag is not always set)
+                    if err.fatal() or err.code() == KafkaError._FATAL:
+                        raise RuntimeError(
+                            f"fatal Kafka error, the consumer cannot continue: {err}"
+                        )
                     log.warning("kafka: %s", err)
                 continue
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()

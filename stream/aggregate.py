@@ -7,6 +7,7 @@ an event re-read after a crash changes nothing it already changed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from groupwatch.contracts.catalog import Category
@@ -15,8 +16,11 @@ from groupwatch.contracts.records import FailureWindow
 
 GroupId = tuple[int, str, str]  # (window_start_ms, sdkappid, group_id)
 
+# the same few window bounds and update times are formatted for many records
+_iso = lru_cache(maxsize=1024)(iso_utc)
 
-@dataclass
+
+@dataclass(slots=True)
 class CodeAgg:
     """Failures of one (window, app, group, error code)."""
 
@@ -31,6 +35,8 @@ class CodeAgg:
     first: int | None = None
     last: int | None = None
     off: int = -1
+    # changed since the state's last flush (bookkeeping of PartitionState, not stored)
+    dirty: bool = field(default=False, compare=False, repr=False)
 
     @property
     def group(self) -> GroupId:
@@ -84,7 +90,7 @@ class CodeAgg:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Count:
     """A counter with the highest applied source offset (sends per group or app)."""
 
@@ -126,8 +132,8 @@ def failure_window(
         group_type=agg.gt,
         error_code=agg.code,
         error_category=agg.cat,
-        window_start=iso_utc(agg.ws),
-        window_end=iso_utc(end),
+        window_start=_iso(agg.ws),
+        window_end=_iso(end),
         window_start_ms=agg.ws,
         window_end_ms=end,
         failures=agg.n,
@@ -139,6 +145,6 @@ def failure_window(
         group_sends=totals.sends,
         failure_ratio=totals.ratio,
         final=final,
-        updated_at=iso_utc(updated_at_ms),
+        updated_at=_iso(updated_at_ms),
         updated_at_ms=updated_at_ms,
     )

@@ -22,7 +22,7 @@ import msgspec
 from prometheus_client import generate_latest
 
 from groupwatch.contracts import Settings, Topics
-from groupwatch.contracts.records import ExceptionEvent, SendEvent, decode
+from groupwatch.contracts.records import ExceptionEvent, SendEvent
 from stream import metrics as m
 from stream.alerts import AlertRules
 from stream.batch import Batch
@@ -39,9 +39,13 @@ BATCH_MAX = 2000
 BATCH_WITHIN_S = 0.05
 CHANGELOG_LINGER_MS = 20  # producer linger: produce requests carry many records
 PRODUCER_MAX_BATCH_BYTES = 1 << 20
+COMMIT_EVERY = 200_000  # records; the commit timer (1 s) usually commits first
 GC_THRESHOLDS = (100_000, 50, 1000)  # CPython's defaults are (700, 10, 10)
 OUTCOMES = ("counted", "duplicate", "late", "replayed")  # order of Effects.outcomes
 METRICS_TYPE = "text/plain; version=0.0.4"  # aiohttp sets the charset itself
+# the contract decoders (records.decode), created once
+_decode_exception = msgspec.json.Decoder(ExceptionEvent).decode
+_decode_send = msgspec.json.Decoder(SendEvent).decode
 
 
 def config_from_settings(settings: Settings) -> Config:
@@ -103,6 +107,10 @@ class StreamWorker:
             # like librdkafka's default (check.crcs=false): TCP checksums the transfer
             broker_check_crcs=False,
             broker_commit_interval=1.0,
+            # commits come from the 1 s timer (alongside the processing): a commit
+            # inside the batch drain (Faust's default, every 10,000 records) first
+            # flushes the producer and holds the drain for the changelog's linger
+            broker_commit_every=COMMIT_EVERY,
             # a SIGKILLed member leaves the group after this, not after Faust's 60 s
             broker_session_timeout=10.0,
             broker_heartbeat_interval=2.0,
@@ -128,6 +136,7 @@ class StreamWorker:
             "late_events": self.topics.late_events,
             "alerts": self.topics.alerts,
         }
+        self._out_topics = frozenset(self._out.values())
         self._batch_lock = asyncio.Lock()  # held while a fetched batch is handled
         self._register()
         install_batch_drain(
@@ -233,24 +242,39 @@ class StreamWorker:
         effects: dict[int, tuple[PartitionState, Effects]] = {}
         ticks, exceptions = self.ticks, self.topics.exceptions
         positions = self.positions
+        # records come in runs of one topic-partition: look up per run, not per record
+        run_topic: str | None = None
+        run_partition = -1
+        run_offset = -1
+        is_tick = is_exception = False
+        state: PartitionState | None = None
+        fx: Effects | None = None
         for topic, partition, offset, value in records:
-            entry = effects.get(partition)
-            if entry is None:
-                state = self._state(partition)
-                entry = effects[partition] = (state, state.begin())
-            state, fx = entry
-            if topic == ticks:
+            if partition != run_partition or topic != run_topic:
+                if run_topic is not None and run_topic != ticks and run_offset >= 0:
+                    positions[(run_topic, run_partition)] = run_offset
+                run_topic, run_partition, run_offset = topic, partition, -1
+                is_tick, is_exception = topic == ticks, topic == exceptions
+                entry = effects.get(partition)
+                if entry is None:
+                    state = self._state(partition)
+                    entry = effects[partition] = (state, state.begin())
+                state, fx = entry
+            assert state is not None and fx is not None
+            if is_tick:
                 state.tick(now, fx)
                 continue
-            positions[(topic, partition)] = offset
+            run_offset = offset
             try:
-                if topic == exceptions:
-                    state.step(fx, "e", offset, decode(value, ExceptionEvent), topic, now)
+                if is_exception:
+                    state.step(fx, "e", offset, _decode_exception(value), topic, now)
                 else:
-                    state.step(fx, "s", offset, decode(value, SendEvent), topic, now)
+                    state.step(fx, "s", offset, _decode_send(value), topic, now)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 m.INVALID.labels(topic).inc()
                 log.error("invalid record %s[%d]@%d skipped: %s", topic, partition, offset, exc)
+        if run_topic is not None and run_topic != ticks and run_offset >= 0:
+            positions[(run_topic, run_partition)] = run_offset
         batches: dict[int, Batch] = {}
         outcomes = {"e": [0, 0, 0, 0], "s": [0, 0, 0, 0]}
         for partition, (state, fx) in effects.items():
@@ -272,9 +296,32 @@ class StreamWorker:
         outputs = [out for b in batches.values() for out in b.outputs]
         if outputs:
             pending = [await self._send(out) for out in outputs]
+            self._send_now()  # awaited: they need not linger for more records
             await asyncio.gather(*pending)  # acknowledged before the state says "done"
         for partition, batch in batches.items():
             await self._carry_out(partition, batch)
+
+    def _send_now(self) -> None:
+        """End the linger of the output topics' open producer batches (sent at once).
+
+        The producer lingers ``CHANGELOG_LINGER_MS`` so the changelog goes out in large
+        requests; a batch's outputs, whose acks it awaits, would wait that long too. This
+        closes their open batches and wakes aiokafka's sender, as its
+        ``flush_for_commit`` does for all batches; order and acks are unchanged.
+        """
+        try:
+            producer: Any = self.app.producer
+            acc = producer._ensure_producer()._message_accumulator
+            outs = self._out_topics
+            for tp, batches in acc._batches.items():
+                if tp.topic in outs:
+                    for open_batch in batches:
+                        open_batch._builder.close()
+            waiter = acc._waiter_future
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        except AttributeError:  # other aiokafka internals: the batches linger
+            log.debug("cannot end the producer linger", exc_info=True)
 
     async def _send(self, out: Output) -> Any:
         return await self.app.producer.send(
@@ -306,14 +353,33 @@ class StreamWorker:
             cast(Any, self.table.data).set_persisted_offset(meta.topic_partition, meta.offset)
 
     async def _carry_out(self, partition: int, batch: Batch) -> None:
-        for key, value in batch.key_writes():
-            await self._put(partition, key, value)
+        # ``_put`` for every entry in order (key writes, meta, deletions), written out
+        entries: list[tuple[str, bytes | None]] = []
+        entries.extend(batch.key_writes())
         if batch.meta is not None:
-            await self._put(partition, batch.meta[0], batch.meta[1])
-        for key in batch.key_deletes():
-            await self._put(partition, key, None)
+            entries.append(batch.meta)
+        entries.extend((key, None) for key in batch.key_deletes())
+        store: Any = self.table.data
+        db = store._db_for_partition(partition)  # no current event in a batch
+        key_index = store._key_index
+        send = self.app.producer.send
+        changelog = self._changelog
+        fut: Any = None
+        for key, value in entries:
+            kb = key.encode()
+            if value is None:
+                key_index.pop(kb, None)
+                db.delete(kb)
+            else:
+                key_index[kb] = partition
+                db.put(kb, value)
+            fut = await send(changelog, kb, value, partition, None, None)
+        if fut is not None:
+            # the last write's offset covers the batch's writes (one changelog partition)
+            fut.add_done_callback(self._persisted)
+        out_topics = self._out
         for out in batch.updates:
-            await self._send(out)
+            await send(out_topics[out.topic], out.key.encode(), out.value, None, None, None)
         m.UPDATES.inc(len(batch.updates))
         m.WINDOWS_OPENED.inc(batch.windows_opened)
         m.WINDOWS_CLOSED.inc(batch.windows_closed)

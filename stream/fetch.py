@@ -75,14 +75,17 @@ def install_batch_drain(
                 others.extend((tp, r) for r in recs)
                 continue
             offsets = acked.setdefault(tp, [])
+            topic, partition = tp.topic, tp.partition
+            add, add_offset = batch.append, offsets.append
             for r in recs:
                 offset = r.offset
-                if last is not None and offset < last:
-                    continue  # already read (Faust drops these too)
-                if last is not None and offset - last > 1:
-                    await consumer._add_gap(tp, last + 1, offset)
-                batch.append((tp.topic, tp.partition, offset, r.value))
-                offsets.append(offset)
+                if last is not None:
+                    if offset < last:
+                        continue  # already read (Faust drops these too)
+                    if offset - last > 1:
+                        await consumer._add_gap(tp, last + 1, offset)
+                add((topic, partition, offset, r.value))
+                add_offset(offset)
                 last = offset
             if offsets:
                 read_offset[tp] = last

@@ -32,6 +32,7 @@ from groupwatch.contracts.records import (
 from stream import alerts, dedup
 from stream.aggregate import CodeAgg, Count, GroupId, failure_window, group_totals
 from stream.alerts import AlertRules, Baseline
+from stream.dedup import BUCKET_MS, BUCKET_OFFSETS
 from stream.windows import Kind, StreamClock, WindowSpec
 
 OutTopic = Literal["failure_windows", "late_events", "alerts"]
@@ -45,6 +46,7 @@ class Output:
     value: bytes
 
 
+_OTHER = {"e": "s", "s": "e"}
 COUNTED, DUPLICATE, LATE, REPLAYED = range(4)  # indexes into Effects.outcomes[kind]
 
 
@@ -111,6 +113,8 @@ class PartitionState:
                 self.clock.seen[kind] = self.clock.seen[kind] or flag
         self.offsets: dict[str, int] = {"e": -1, "s": -1}
         self.codes: dict[tuple[int, str, str, int], CodeAgg] = {}
+        # the same aggregates by group, then error code (finals and updates per group)
+        self.by_group: dict[GroupId, dict[int, CodeAgg]] = {}
         self.gsends: dict[GroupId, Count] = {}
         self.asends: dict[tuple[int, str], Count] = {}
         self.dedup: dict[tuple[str, str], list[dedup.Occurrence]] = {}  # (kind, event_id)
@@ -124,11 +128,15 @@ class PartitionState:
         self.last_input_wall_ms: int | None = None
         self.next_close: int | None = None  # earliest close time of the open windows
         # keys changed since the last flush (serialised once per batch)
-        self._dirty_codes: set[tuple[int, str, str, int]] = set()
+        self._dirty_codes: list[CodeAgg] = []  # each with ``dirty`` set
         self._dirty_gsends: set[GroupId] = set()
         self._dirty_asends: set[tuple[int, str]] = set()
         self._dirty_buckets: set[dedup.BucketId] = set()
         self._meta_due = False
+        # per-event constants
+        self._size = cfg.spec.size_ms
+        self._grace = cfg.spec.grace_ms
+        self._dedup_ms = cfg.dedup_ms
 
     # --- table keys ------------------------------------------------------------------
     def k_meta(self) -> str:
@@ -169,6 +177,7 @@ class PartitionState:
         elif kind == "c":
             agg = CodeAgg.from_json(d)
             self.codes[(agg.ws, agg.app, agg.grp, agg.code)] = agg
+            self.by_group.setdefault((agg.ws, agg.app, agg.grp), {})[agg.code] = agg
             self.windows.add(agg.ws)
         elif kind == "g":
             self.gsends[(d["ws"], d["app"], d["grp"])] = Count(d["n"], d["off"])
@@ -265,113 +274,170 @@ class PartitionState:
         source_topic: str,
         now_ms: int,
     ) -> None:
-        """Apply one event in memory; its writes are serialised by ``finish``."""
+        """Apply one event in memory; its writes are serialised by ``finish``.
+
+        The hot path of the worker: the window test, clock, dedup and counting are
+        written out here (no per-event helper calls or temporary objects beyond the
+        dict keys).
+        """
         self.last_input_wall_ms = now_ms
-        outcomes = fx.outcomes[kind]
-        if offset <= self.offsets[kind]:
-            outcomes[REPLAYED] += 1
+        offsets = self.offsets
+        if offset <= offsets[kind]:
+            fx.outcomes[kind][REPLAYED] += 1
             return
-        spec = self.cfg.spec
+        size = self._size
         t = event.event_time_ms
-        ws = t - t % spec.size_ms
+        ws = t - t % size
+        close = ws + size + self._grace
         clock = self.clock
-        if clock.is_late(spec, kind, ws):
-            outcomes[LATE] += 1
-            marks = [m for m in (clock.stream_time[kind], clock.closed_until) if m is not None]
-            late_rec = LateEvent(
-                reason="window_closed",
-                source_topic=source_topic,
-                event_kind="exception" if kind == "e" else "send",
-                event_id=event.event_id,
-                sdkappid=event.sdkappid,
-                group_id=event.group_id,
-                event_time_ms=t,
-                window_start_ms=ws,
-                window_end_ms=spec.end(ws),
-                stream_time_ms=max(marks, default=t),
-                detected_at_ms=now_ms,
-                event=orjson.loads(encode(event)),
-            )
-            fx.outputs.append(
-                Output("late_events", f"{event.sdkappid}:{event.group_id}", encode(late_rec))
-            )
+        stream_time = clock.stream_time
+        st = stream_time[kind]
+        cu = clock.closed_until
+        if (st is not None and st >= close) or (cu is not None and cu >= close):
+            self._late(fx, kind, event, ws, source_topic, now_ms)
             clock.observe(kind, t)
+            st = stream_time[kind]
         else:
-            clock.observe(kind, t)
+            clock.seen[kind] = True
+            if st is None or t > st:
+                stream_time[kind] = st = t
             event_id = event.event_id
             dk = (kind, event_id)
-            history = self.dedup.get(dk)
+            dedup_map = self.dedup
+            history = dedup_map.get(dk)
+            occ = (t, offset)
             if history is None:
-                counted, changed = True, True
-                self.dedup[dk] = [(t, offset)]
+                counted = changed = True
+                dedup_map[dk] = [occ]
             else:
-                decision = dedup.decide(history, t, offset, self.cfg.dedup_ms)
+                decision = dedup.decide(history, t, offset, self._dedup_ms)
                 counted, changed = decision.counted, decision.changed
                 if changed:
-                    self.dedup[dk] = decision.history
+                    dedup_map[dk] = decision.history
             if not counted:
-                outcomes[DUPLICATE] += 1
+                fx.outcomes[kind][DUPLICATE] += 1
             else:
-                outcomes[COUNTED] += 1
+                fx.outcomes[kind][COUNTED] += 1
                 if changed:
-                    bk = (kind, t - t % dedup.BUCKET_MS, offset // dedup.BUCKET_OFFSETS)
+                    bk = (kind, t - t % BUCKET_MS, offset // BUCKET_OFFSETS)
                     entries = self.dbuckets.get(bk)
                     if entries is None:
                         entries = self.dbuckets[bk] = {}
-                    occ = entries.get(event_id)
-                    if occ is None:
-                        entries[event_id] = [(t, offset)]
+                    held = entries.get(event_id)
+                    if held is None:
+                        entries[event_id] = [occ]
                     else:
-                        occ.append((t, offset))
+                        held.append(occ)
                     self._dirty_buckets.add(bk)
                 if ws not in self.windows:
                     fx.windows_opened += 1
                     self.windows.add(ws)
-                    close = ws + spec.size_ms + spec.grace_ms
                     if self.next_close is None or close < self.next_close:
                         self.next_close = close
-                self._count(kind, offset, event, ws)
-                self.dirty.add((ws, event.sdkappid, event.group_id))
-        self.offsets[kind] = offset
+                app, grp = event.sdkappid, event.group_id
+                gk = (ws, app, grp)
+                if isinstance(event, ExceptionEvent):
+                    by_code = self.by_group.get(gk)
+                    if by_code is None:
+                        by_code = self.by_group[gk] = {}
+                    code = event.error_code
+                    agg = by_code.get(code)
+                    if agg is None:
+                        agg = by_code[code] = self.codes[(ws, app, grp, code)] = CodeAgg(
+                            ws, app, grp, code, event.error_category
+                        )
+                    if offset > agg.off:  # CodeAgg.add, written out
+                        agg.n += 1
+                        sender = event.from_account
+                        if sender:
+                            agg.senders.add(sender)
+                        if not agg.gt:
+                            gt = event.group_type
+                            if gt:
+                                agg.gt = gt
+                        first = agg.first
+                        if first is None or t < first:
+                            agg.first = t
+                        last = agg.last
+                        if last is None or t > last:
+                            agg.last = t
+                        agg.off = offset
+                        if not agg.dirty:
+                            agg.dirty = True
+                            self._dirty_codes.append(agg)
+                else:
+                    g = self.gsends.get(gk)
+                    if g is None:
+                        g = self.gsends[gk] = Count()
+                    if offset > g.off:  # Count.add, written out
+                        g.n += 1
+                        g.off = offset
+                        self._dirty_gsends.add(gk)
+                    ak = (ws, app)
+                    a = self.asends.get(ak)
+                    if a is None:
+                        a = self.asends[ak] = Count()
+                    if offset > a.off:
+                        a.n += 1
+                        a.off = offset
+                        self._dirty_asends.add(ak)
+                self.dirty.add(gk)
+        offsets[kind] = offset
         self._meta_due = True
         nc = self.next_close
         if nc is not None:
-            # cheap test first: the watermark never exceeds this topic's stream time
-            st, cu = clock.stream_time[kind], clock.closed_until
-            if (st is not None and st >= nc) or (cu is not None and cu >= nc):
-                mark = clock.close_mark()
-                if mark is not None and mark >= nc:
-                    self._close_ready(fx)
+            # clock.close_mark() >= nc, written out: closed_until reached it, or the
+            # watermark (min stream time of the seen topics; this topic is seen) did
+            cu = clock.closed_until
+            if (cu is not None and cu >= nc) or (
+                st is not None
+                and st >= nc
+                and (
+                    not clock.seen[_OTHER[kind]]
+                    or ((o := stream_time[_OTHER[kind]]) is not None and o >= nc)
+                )
+            ):
+                self._close_ready(fx)
 
-    def _count(self, kind: Kind, offset: int, event: ExceptionEvent | SendEvent, ws: int) -> None:
-        app, grp = event.sdkappid, event.group_id
-        if isinstance(event, ExceptionEvent):
-            ck = (ws, app, grp, event.error_code)
-            agg = self.codes.get(ck)
-            if agg is None:
-                agg = self.codes[ck] = CodeAgg(ws, app, grp, event.error_code, event.error_category)
-            if agg.add(event.event_time_ms, event.from_account, event.group_type, offset):
-                self._dirty_codes.add(ck)
-            return
-        gk = (ws, app, grp)
-        g = self.gsends.get(gk)
-        if g is None:
-            g = self.gsends[gk] = Count()
-        if g.add(offset):
-            self._dirty_gsends.add(gk)
-        ak = (ws, app)
-        a = self.asends.get(ak)
-        if a is None:
-            a = self.asends[ak] = Count()
-        if a.add(offset):
-            self._dirty_asends.add(ak)
+    def _late(
+        self,
+        fx: Effects,
+        kind: Kind,
+        event: ExceptionEvent | SendEvent,
+        ws: int,
+        source_topic: str,
+        now_ms: int,
+    ) -> None:
+        """Report an event whose window already closed (not counted)."""
+        fx.outcomes[kind][LATE] += 1
+        clock, t = self.clock, event.event_time_ms
+        marks = [m for m in (clock.stream_time[kind], clock.closed_until) if m is not None]
+        late_rec = LateEvent(
+            reason="window_closed",
+            source_topic=source_topic,
+            event_kind="exception" if kind == "e" else "send",
+            event_id=event.event_id,
+            sdkappid=event.sdkappid,
+            group_id=event.group_id,
+            event_time_ms=t,
+            window_start_ms=ws,
+            window_end_ms=self.cfg.spec.end(ws),
+            stream_time_ms=max(marks, default=t),
+            detected_at_ms=now_ms,
+            event=orjson.loads(encode(event)),
+        )
+        fx.outputs.append(
+            Output("late_events", f"{event.sdkappid}:{event.group_id}", encode(late_rec))
+        )
 
     def _flush(self, fx: Effects) -> None:
         """Serialise every key changed since the last flush into ``fx.writes``."""
         writes = fx.writes
-        for ck in self._dirty_codes:
-            agg = self.codes.get(ck)
-            if agg is not None:
+        codes = self.codes
+        for agg in self._dirty_codes:
+            agg.dirty = False
+            ck = (agg.ws, agg.app, agg.grp, agg.code)
+            if codes.get(ck) is agg:
                 writes[self.k_code(*ck)] = _dump(agg.to_json())
         for gk in self._dirty_gsends:
             g = self.gsends.get(gk)
@@ -411,11 +477,11 @@ class PartitionState:
     def _close_window(self, fx: Effects, ws: int) -> None:
         spec, rules = self.cfg.spec, self.cfg.rules
         closed_at = spec.close_time(ws)
-        groups: dict[tuple[str, str], list[CodeAgg]] = {}
-        for (w, app, grp, _), agg in sorted(self.codes.items()):
-            if w == ws:
-                groups.setdefault((app, grp), []).append(agg)
-        for (app, grp), aggs in sorted(groups.items()):
+        by_group = self.by_group
+        for gk in sorted(gk for gk in by_group if gk[0] == ws):
+            _, app, grp = gk
+            codes = by_group[gk]
+            aggs = [codes[c] for c in sorted(codes)]
             total = sum(a.n for a in aggs)
             records = [self._group_record(a, total, True, closed_at) for a in aggs]
             for rec in records:
@@ -472,6 +538,8 @@ class PartitionState:
         for ck in [k for k in self.codes if k[0] == ws]:
             del self.codes[ck]
             keys.append(self.k_code(*ck))
+        for gk in [k for k in self.by_group if k[0] == ws]:
+            del self.by_group[gk]
         for gk in [k for k in self.gsends if k[0] == ws]:
             del self.gsends[gk]
             keys.append(self.k_gsend(*gk))
@@ -494,16 +562,15 @@ class PartitionState:
                 continue
             # the bucket's occurrences leave the in-memory histories too (only the
             # expired entries are visited, not every history)
+            histories = self.dedup
             for event_id, gone in self.dbuckets.pop(bk).items():
                 dk = (kind, event_id)
-                history = self.dedup.get(dk)
-                if history is None:
+                history = histories.pop(dk, None)
+                if history is None or history == gone:  # usually all of it is in here
                     continue
                 rest = [occ for occ in history if occ not in gone]
                 if rest:
-                    self.dedup[dk] = rest
-                else:
-                    del self.dedup[dk]
+                    histories[dk] = rest
             self._dirty_buckets.discard(bk)
             fx.deletes.append(self.k_dedup(*bk))
 
@@ -523,7 +590,8 @@ class PartitionState:
                 continue
             self.dirty.discard(gk)
             self.last_update[gk] = now_ms
-            aggs = [a for ck, a in sorted(self.codes.items()) if ck[:3] == gk]
+            codes = self.by_group.get(gk)
+            aggs = [codes[c] for c in sorted(codes)] if codes else []
             total = sum(a.n for a in aggs)
             for agg in aggs:
                 rec = self._group_record(agg, total, False, now_ms)

@@ -397,6 +397,8 @@ def main() -> None:
     }
     print(json.dumps(result, indent=2))
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if prof_raw.exists():  # the whole py-spy profile (collapsed stacks), for a closer look
+        shutil.copy(prof_raw, args.out.with_suffix(".profile.txt"))
     shutil.rmtree(tmp, ignore_errors=True)
 
 

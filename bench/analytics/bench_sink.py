@@ -37,11 +37,12 @@ from analytics.apply import INSERT_EXCEPTIONS_UNIQUE
 from analytics.batch import exceptions_table
 from analytics.db import open_writer
 from analytics.migrations import migrate
-from groupwatch.admin.topics import create_topics
+from groupwatch.admin.topics import admin_client, create_topics
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.catalog import error_category
 from groupwatch.contracts.keys import group_key, make_event_id
 from groupwatch.contracts.records import ExceptionEvent, encode
+from groupwatch.contracts.topics import topic_specs
 
 CODES = (10004, 10006, 10017, 80001, 10002, 10016, 10023)
 
@@ -100,6 +101,14 @@ def produce_all(settings: Settings, topic: str, events: list[ExceptionEvent]) ->
     assert p.flush(60) == 0
 
 
+def drop_topics(settings: Settings) -> None:
+    """Delete a repeat's topics: thousands of leftover partitions slow the broker down."""
+    names = [spec.name for spec in topic_specs(settings)]
+    admin = admin_client(settings)  # kept alive until every deletion is answered
+    for future in admin.delete_topics(names, operation_timeout=30).values():
+        future.result()
+
+
 def run_sink(
     sink_module: str, settings: Settings, n: int
 ) -> tuple[float, float, int, float, float]:
@@ -153,19 +162,32 @@ def main() -> None:
         action="append",
         help="module holding the Sink class (repeatable; default analytics.sink)",
     )
+    ap.add_argument(
+        "--checkpoint-mb",
+        type=int,
+        action="append",
+        help="sink_checkpoint_mb (repeatable; default: the Settings default)",
+    )
     ap.add_argument("--partitions", type=int, default=6)
     args = ap.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     n = args.rows
     events = make_events(n)
     batch_rows = args.batch_rows or [Settings.model_fields["sink_batch_rows"].default]
-    variants = [(m, b) for m in args.sink_module or ["analytics.sink"] for b in batch_rows]
-    rates: dict[tuple[str, int], list[float]] = {v: [] for v in variants}
-    cpus: dict[tuple[str, int], list[float]] = {v: [] for v in variants}
-    max_batches: dict[tuple[str, int], list[float]] = {v: [] for v in variants}
+    checkpoints = args.checkpoint_mb or [Settings.model_fields["sink_checkpoint_mb"].default]
+    variants = [
+        (m, b, c)
+        for m in args.sink_module or ["analytics.sink"]
+        for b in batch_rows
+        for c in checkpoints
+    ]
+    rates: dict[tuple[str, int, int], list[float]] = {v: [] for v in variants}
+    cpus: dict[tuple[str, int, int], list[float]] = {v: [] for v in variants}
+    max_batches: dict[tuple[str, int, int], list[float]] = {v: [] for v in variants}
     direct_rates, direct_cpu = [], []
     for r in range(args.repeat):
-        for module, rows in variants:
+        for variant in variants:
+            module, rows, ckpt = variant
             with tempfile.TemporaryDirectory(prefix="gw-bench-") as d:
                 tmp = Path(d)
                 prefix = f"bench-{uuid.uuid4().hex[:8]}"
@@ -178,15 +200,20 @@ def main() -> None:
                     snapshot_path=tmp / "snap.duckdb",
                     sink_group_id=prefix,
                     sink_batch_rows=rows,
+                    sink_checkpoint_mb=ckpt,
                 )
                 create_topics(settings)
                 produce_all(settings, Topics.from_settings(settings).exceptions, events)
-                steady, total, batches, cpu, max_batch = run_sink(module, settings, n)
-                rates[(module, rows)].append(n / steady)
-                cpus[(module, rows)].append(cpu * 1e6 / n)
-                max_batches[(module, rows)].append(max_batch * 1000)
+                try:
+                    steady, total, batches, cpu, max_batch = run_sink(module, settings, n)
+                finally:
+                    drop_topics(settings)
+                rates[variant].append(n / steady)
+                cpus[variant].append(cpu * 1e6 / n)
+                max_batches[variant].append(max_batch * 1000)
                 print(
-                    f"run {r + 1} {module} batch_rows={rows}: {n / steady:,.0f} rows/s "
+                    f"run {r + 1} {module} batch_rows={rows} checkpoint={ckpt}MB: "
+                    f"{n / steady:,.0f} rows/s "
                     f"({batches} batches, {steady:.2f} s; {total:.2f} s incl. group join; "
                     f"CPU {cpu * 1e6 / n:.2f} us/row; max batch {max_batch * 1000:.0f} ms)",
                     flush=True,
@@ -207,11 +234,12 @@ def main() -> None:
     )
     print("| variant | sink rows/s | ratio (>= 0.5) | CPU us/row | CPU ratio | max batch ms |")
     print("|---|---|---|---|---|---|")
-    for module, rows in variants:
-        s, c = statistics.median(rates[(module, rows)]), statistics.median(cpus[(module, rows)])
+    for variant in variants:
+        module, rows, ckpt = variant
+        s, c = statistics.median(rates[variant]), statistics.median(cpus[variant])
         print(
-            f"| {module} batch_rows={rows} | {s:,.0f} | {s / dr:.2f} | {c:.2f} | {dc / c:.2f} "
-            f"| {statistics.median(max_batches[(module, rows)]):.0f} |"
+            f"| {module} batch_rows={rows} checkpoint={ckpt}MB | {s:,.0f} | {s / dr:.2f} "
+            f"| {c:.2f} | {dc / c:.2f} | {statistics.median(max_batches[variant]):.0f} |"
         )
 
 

@@ -111,8 +111,20 @@ class Settings(BaseSettings):
         Path("data/groupwatch-snapshot.duckdb"), description="Read-only snapshot for BI tools."
     )
     snapshot_interval_seconds: float = Field(30.0, ge=1, description="Snapshot period.")
-    sink_batch_rows: int = Field(5000, ge=1, description="Max rows per sink transaction.")
+    sink_batch_rows: int = Field(10000, ge=1, description="Max rows per sink transaction.")
     sink_batch_ms: int = Field(200, ge=1, description="Max ms a sink batch waits to fill.")
+    sink_duckdb_threads: int | None = Field(
+        None,
+        ge=1,
+        description="DuckDB threads of the sink's database (default: CPUs - 1, at least 1; "
+        "one core is left to the sink's Kafka fetch and decode).",
+    )
+    sink_checkpoint_mb: int = Field(
+        64,
+        ge=1,
+        description="WAL size (MiB) at which the sink's DuckDB checkpoints (DuckDB's default "
+        "is 16): fewer checkpoint stalls while catching up, a longer WAL replay after a crash.",
+    )
     sink_group_id: str = Field("groupwatch-sink", description="Sink consumer group id.")
     query_host: str = Field("127.0.0.1", description="Sink SQL endpoint address (loopback).")
     query_port: int = Field(8765, description="Sink SQL endpoint port.")

@@ -18,11 +18,8 @@ batch in flight (Faust's ``wait_empty`` does not see records it did not track).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
-
-log = logging.getLogger("groupwatch.stream")
 
 Record = tuple[str, int, int, bytes]
 Handler = Callable[[list[Record]], Awaitable[None]]
@@ -51,7 +48,7 @@ def install_batch_drain(
                         # committed offsets, the records are fetched again
                         await consumer.perform_seek()
                         continue
-                    await _handle(records, active, generation)
+                    await _handle(records, active)
         except consumer.consumer_stopped_errors:
             if app.should_stop:
                 return
@@ -61,7 +58,7 @@ def install_batch_drain(
                 return
             raise
 
-    async def _handle(records: Any, active: Any, generation: int) -> None:
+    async def _handle(records: Any, active: Any) -> None:
         batch: list[Record] = []
         acked: dict[Any, list[int]] = {}
         others: list[tuple[Any, Any]] = []

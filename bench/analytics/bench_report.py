@@ -79,9 +79,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.db.exists():
         con = duckdb.connect(str(args.db), read_only=True)
-        have = con.execute("SELECT count(*) FROM exceptions").fetchall()[0][0]
+        have, fresh = con.execute(
+            "SELECT count(*), coalesce(max(event_time) > now() - INTERVAL 5 MINUTE, false) "
+            "FROM exceptions"
+        ).fetchall()[0]
         con.close()
-        if have != args.rows:
+        if have != args.rows or not fresh:
+            # event times are relative to the build: a cache older than a few minutes
+            # leaves the report's 1 h window partly or wholly empty
             args.db.unlink()
     if not args.db.exists():
         print(f"building {args.db} with {args.rows:,} rows", flush=True)
@@ -89,6 +94,10 @@ def main() -> None:
     params = ReportParams(since_ms=3_600_000, top=10)
     sqls = list(report_queries(params).values())
     con = open_read_only(args.db)
+    in_window = con.execute(
+        "SELECT count(*) FROM exceptions WHERE event_time >= now() - INTERVAL 1 HOUR"
+    ).fetchall()[0][0]
+    print(f"rows in the report's 1 h window: {in_window:,}", flush=True)
 
     def via_report() -> None:
         report = build_report(lambda sql: run_select(con, sql, 60, 10_000).table, params)

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -52,6 +53,15 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return requests.get(url, timeout=timeout).status_code == 200
     except requests.RequestException:
         return False
+
+
+def wait_http_ok(url: str, timeout: float, detail: Callable[[], str] = str) -> None:
+    """Poll ``url`` until it answers 200; TimeoutError (with ``detail()``) after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not http_ok(url):
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s {detail()}")
+        time.sleep(0.3)
 
 
 class StageProcess:

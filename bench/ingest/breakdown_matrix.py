@@ -35,8 +35,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import requests
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_breakdown import Sample, snapshot
 from run_bench import (
@@ -47,6 +45,7 @@ from run_bench import (
     cpu_seconds,
     free_port,
     machine_busy,
+    wait_http_ok,
 )
 
 MAIN = ("rps", "p50", "p99", "total_us", "vol_sw", "broker_us", "machine_us")
@@ -83,15 +82,11 @@ def start(target: dict[str, Any], base: dict[str, str], state: Path) -> tuple[An
     proc = subprocess.Popen(
         cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
-                break
-        except requests.RequestException:
-            time.sleep(0.3)
-    else:
-        raise RuntimeError(f"{target['name']} did not start (log in {state})")
+    wait_http_ok(
+        f"http://127.0.0.1:{port}/healthz",
+        60,
+        lambda: f"({target['name']} did not start, log in {state})",
+    )
     time.sleep(1)
     return proc, port, children(proc.pid) or [proc.pid]
 

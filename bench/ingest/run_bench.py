@@ -28,9 +28,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import requests
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from tests.processes import wait_http_ok  # noqa: E402
+
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -127,15 +129,7 @@ class Target:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.3)
-        else:
-            raise RuntimeError(f"{mode} did not start")
+        wait_http_ok(f"{self.url}/healthz", 60, lambda: f"({mode} did not start)")
         time.sleep(1.0)
         self.workers = children(self.proc.pid) or [self.proc.pid]
 

@@ -31,11 +31,13 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "stream"))
+sys.path.insert(0, str(ROOT))
 
 from streamkit import Worker, free_port, metric, settings_env  # noqa: E402
 
 from groupwatch.admin.topics import create_topics  # noqa: E402
 from groupwatch.contracts import Settings  # noqa: E402
+from tests.processes import wait_http_ok  # noqa: E402
 
 
 def worker_lag(worker: Worker) -> float | None:
@@ -103,15 +105,11 @@ def main() -> None:
     worker = Worker(settings, tmp, "lag")
     samples: list[tuple[float, float]] = []
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.3)
-        else:
-            raise RuntimeError("ingress did not start: " + (tmp / "ingress.log").read_text())
+        wait_http_ok(
+            f"http://127.0.0.1:{port}/healthz",
+            60,
+            lambda: "(ingress did not start): " + (tmp / "ingress.log").read_text(),
+        )
         worker.start()
         worker.wait_healthy(timeout=180)
         stop = threading.Event()

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from groupwatch.broker.jars import ensure_jars
 from groupwatch.contracts import Settings, Topics
 from groupwatch.simulate.compare import compare_failures, compare_raw_sends
 from tests.conftest import free_port
+from tests.processes import wait_http_ok
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -60,18 +60,6 @@ class Stack:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         return self.proc.wait(90)
-
-
-def wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} not ready in {timeout} s")
 
 
 def query(env: dict[str, str], sql: str) -> list[dict[str, Any]]:
@@ -125,9 +113,9 @@ def test_up_simulate_20000_equals_the_ledger(stack_env: dict[str, str], tmp_path
     stack = Stack(env, tmp_path)
     try:
         stack.wait_for("Press Ctrl-C", timeout=120)
-        wait_http(f"{url}/readyz", 60)
-        wait_http(f"http://127.0.0.1:{env['GROUPWATCH_QUERY_PORT']}/healthz", 60)
-        wait_http(f"http://127.0.0.1:{env['GROUPWATCH_STREAM_WEB_PORT']}/healthz", 90)
+        wait_http_ok(f"{url}/readyz", 60)
+        wait_http_ok(f"http://127.0.0.1:{env['GROUPWATCH_QUERY_PORT']}/healthz", 60)
+        wait_http_ok(f"http://127.0.0.1:{env['GROUPWATCH_STREAM_WEB_PORT']}/healthz", 90)
 
         ledger_path = tmp_path / "ledger.json"
         start_ms = (int(time.time()) - 3 * 3600) * 1000

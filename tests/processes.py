@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import requests
 
@@ -86,7 +87,7 @@ class StageProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = 120.0) -> StageProcess:
+    def start(self, timeout: float = 120.0) -> Self:
         """Start and wait until the health URL answers 200."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,6 +12,7 @@ import requests
 from confluent_kafka import Consumer, TopicPartition
 
 from groupwatch.contracts import Settings, Topics
+from tests.processes import StageProcess
 
 GROUPWATCH = str(Path(sys.executable).parent / "groupwatch")
 
@@ -42,46 +41,19 @@ def sink_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-class SinkProcess:
+class SinkProcess(StageProcess):
+    """``groupwatch sink`` with these settings; its SQL endpoint is the health URL."""
+
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.settings = settings
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://{settings.query_host}:{settings.query_port}"
+        super().__init__("sink", ["sink"], sink_env(settings), log_path, f"{self.url}/healthz")
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.settings.query_host}:{self.settings.query_port}"
-
-    def start(self, timeout: float = 60.0) -> SinkProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [GROUPWATCH, "sink"], env=sink_env(self.settings), stdout=log, stderr=log
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"sink exited: {self.log_path.read_text()[-3000:]}"
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).ok:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("sink did not start serving in time")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-            assert self.proc.returncode == 0, self.log_path.read_text()[-3000:]
+    def stop(self, timeout: float = 60.0) -> int | None:
+        """SIGTERM; a sink that was running must exit cleanly (0)."""
+        code = super().stop(timeout)
+        assert code in (None, 0), f"sink exited {code}: {self.log_tail()}"
+        return code
 
     def sql(self, sql: str) -> dict[str, Any]:
         resp = requests.post(f"{self.url}/query", json={"sql": sql}, timeout=30)

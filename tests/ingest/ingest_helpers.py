@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 
 from groupwatch.contracts import CMD_SEND_MSG_EXCEPTION, Settings
 from ingest.auth import make_sign
+from tests.processes import StageProcess
 
 APPID = "1400000001"
 SIGNED_APPID = "1400000002"
@@ -126,8 +124,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class ServerProcess:
-    """``groupwatch ingest`` as a real subprocess (gunicorn), in its own process group."""
+class ServerProcess(StageProcess):
+    """``groupwatch ingest`` (2 workers), started and healthy on construction."""
 
     def __init__(self, settings: Settings, env_overrides: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
@@ -147,28 +145,8 @@ class ServerProcess:
         )
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         env.update(env_overrides)
-        self._log = log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from groupwatch.cli import main; main()", "ingest"],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ingress exited with {self.proc.returncode}")
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("ingress did not become healthy")
+        super().__init__("ingest", ["ingest"], env, log_path, f"{self.url}/healthz")
+        self.start(timeout=30)
 
     def workers(self) -> list[int]:
         """PIDs of the server's worker processes (children of the main process)."""
@@ -179,25 +157,9 @@ class ServerProcess:
                     stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
                 except OSError:
                     continue
-                if int(stat[1]) == self.proc.pid:
+                if int(stat[1]) == self.pid:
                     found.append(int(entry.name))
         return sorted(found)
-
-    def kill(self) -> None:
-        """SIGKILL the whole server (master and workers)."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self._log.close()
 
 
 class Load:

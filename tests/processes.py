@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ import requests
 
 from groupwatch.broker.server import LocalKafka
 from groupwatch.contracts import Settings
+from groupwatch.up.supervisor import groupwatch_argv, terminate_group
 
 
 def clean_env(**values: str) -> dict[str, str]:
@@ -35,10 +35,48 @@ def clean_env(**values: str) -> dict[str, str]:
     return env
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """This process's environment without GROUPWATCH_*, plus every one of ``settings``:
+    a child process sees exactly these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROUPWATCH_")}
+    env["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
+    for name, value in settings.model_dump().items():
+        if name == "kafka_bootstrap_servers" or value is None:
+            continue
+        if isinstance(value, list):
+            value = ",".join(value)
+        elif isinstance(value, dict):
+            value = ",".join(f"{k}:{v}" for k, v in value.items())
+        elif isinstance(value, bool):
+            value = "1" if value else "0"
+        env[f"GROUPWATCH_{name.upper()}"] = str(value)
+    return env
+
+
+def children(pid: int) -> list[int]:
+    """PIDs of the direct children of ``pid`` (e.g. a server's worker processes)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                out.append(int(entry.name))
+    return sorted(out)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a running process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def groupwatch(env: dict[str, str], *args: str, timeout: float = 180) -> str:
     """Run one ``groupwatch`` command to completion; its stdout, or an assertion error."""
     done = subprocess.run(
-        [sys.executable, "-m", "groupwatch", *args],
+        groupwatch_argv(*args),
         env=env,
         capture_output=True,
         text=True,
@@ -94,7 +132,7 @@ class StageProcess:
             log.write(f"\n=== start #{self.starts + 1} ===\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "groupwatch", *self.args],
+                groupwatch_argv(*self.args),
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -126,14 +164,7 @@ class StageProcess:
         """SIGTERM the group (SIGKILL if it lingers); None when it was not running."""
         if self.proc is None or self.proc.poll() is not None:
             return None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait(30)
+        return terminate_group(self.proc, timeout, kill_wait=30)
 
     def log_tail(self, chars: int = 3000) -> str:
         try:

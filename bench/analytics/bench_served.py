@@ -28,9 +28,10 @@ import requests
 
 from groupwatch.admin.topics import create_topics
 from groupwatch.contracts import Settings, Topics
-from tests.analytics.sinkproc import GROUPWATCH, SinkProcess, sink_env
+from tests.analytics.sinkproc import GROUPWATCH, SinkProcess
 from tests.analytics.test_served import Feeder
 from tests.conftest import free_port
+from tests.processes import settings_env
 
 SQL = "SELECT * FROM top_groups_24h LIMIT 10"
 
@@ -80,7 +81,7 @@ def main() -> None:
                 elif name == "cli":
                     proc = subprocess.run(
                         [GROUPWATCH, "query", SQL, "--timing"],
-                        env=sink_env(settings),
+                        env=settings_env(settings),
                         capture_output=True,
                         text=True,
                         check=True,

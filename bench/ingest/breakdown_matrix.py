@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from run_bench import (
     children,
     cpu_seconds,
     free_port,
+    ingress_env,
     machine_busy,
     wait_http_ok,
 )
@@ -155,22 +155,7 @@ def main() -> None:
     if not bootstrap:
         sys.exit("set KAFKA_BOOTSTRAP_SERVERS to a running broker")
     state = Path(tempfile.mkdtemp(prefix="gw-matrix-"))
-    base = dict(os.environ)
-    base.update(
-        {
-            "GROUPWATCH_TOPIC_PREFIX": f"gwmatrix-{uuid.uuid4().hex[:8]}",
-            "GROUPWATCH_STATE_DIR": str(state),
-            "GROUPWATCH_SDKAPPIDS": "1400000001",
-            "GROUPWATCH_PARTITIONS": "3",
-        }
-    )
-    base.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    subprocess.run(
-        [sys.executable, "-c", "from groupwatch.cli import main; main()", "topics", "create"],
-        env=base,
-        check=True,
-        capture_output=True,
-    )
+    base = ingress_env(state, "gwmatrix")
     broker = broker_pid(bootstrap)
     procs = {}
     results: dict[str, list[dict[str, float]]] = {t["name"]: [] for t in spec}

@@ -31,7 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from tests.processes import wait_http_ok  # noqa: E402
+from tests.processes import children, cpu_seconds, wait_http_ok  # noqa: E402
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -42,22 +42,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == pid:
-                out.append(int(entry.name))
-    return sorted(out)
+def ingress_env(state: Path, prefix: str) -> dict[str, str]:
+    """The environment of a bench's ingress processes (fresh topics, created here)."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "GROUPWATCH_TOPIC_PREFIX": f"{prefix}-{uuid.uuid4().hex[:8]}",
+            "GROUPWATCH_STATE_DIR": str(state),
+            "GROUPWATCH_SDKAPPIDS": "1400000001",
+            "GROUPWATCH_PARTITIONS": "3",
+        }
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    subprocess.run(
+        [sys.executable, "-c", "from groupwatch.cli import main; main()", "topics", "create"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return env
 
 
 class Target:
@@ -249,22 +252,7 @@ def main() -> None:
     global BROKER
     BROKER = broker_pid(bootstrap)
     state = Path(tempfile.mkdtemp(prefix="gw-ingest-bench-"))
-    env = dict(os.environ)
-    env.update(
-        {
-            "GROUPWATCH_TOPIC_PREFIX": f"gwbench-{uuid.uuid4().hex[:8]}",
-            "GROUPWATCH_STATE_DIR": str(state),
-            "GROUPWATCH_SDKAPPIDS": "1400000001",
-            "GROUPWATCH_PARTITIONS": "3",
-        }
-    )
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    subprocess.run(
-        [sys.executable, "-c", "from groupwatch.cli import main; main()", "topics", "create"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    env = ingress_env(state, "gwbench")
 
     def env_for(name: str) -> dict[str, str]:
         e = dict(env)

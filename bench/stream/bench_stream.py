@@ -31,17 +31,18 @@ import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "stream"))
+sys.path.insert(0, str(ROOT))
 
 from streamkit import T0, Worker, exc, free_port, metric, produce, send  # noqa: E402
 
 from groupwatch.admin.topics import create_topics  # noqa: E402
 from groupwatch.contracts import Settings, Topics  # noqa: E402
 from groupwatch.contracts.records import ExceptionEvent, SendEvent, decode  # noqa: E402
+from tests.processes import cpu_seconds  # noqa: E402
 
 CODES = [10002, 10004, 10006, 10007, 10016, 10017, 10023, 80001]
 
@@ -153,23 +154,6 @@ def faust_ceiling(
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a running process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def lag(worker: Worker) -> float | None:
-    try:
-        text = worker.metrics()
-    except requests.RequestException:
-        return None
-    lines = [x for x in text.splitlines() if x.startswith("groupwatch_stream_lag{")]
-    if len(lines) < 2 * worker.settings.partitions:
-        return None
-    return sum(float(x.rsplit(" ", 1)[1]) for x in lines)
-
-
 def profile_summary(raw: Path, top: int = 15) -> dict[str, list[tuple[float, str]]]:
     """Share of samples per function from a py-spy raw profile: self and inclusive.
 
@@ -218,7 +202,7 @@ def run_worker(
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     prof = None
     while True:
-        current = lag(worker)
+        current = worker.lag(min_series=2 * worker.settings.partitions)
         if first is None and current is not None and current < total:
             first = time.perf_counter()
             assert worker.proc is not None

@@ -27,28 +27,15 @@ import time
 import uuid
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "stream"))
 sys.path.insert(0, str(ROOT))
 
-from streamkit import Worker, free_port, metric, settings_env  # noqa: E402
+from streamkit import Worker, free_port, metric  # noqa: E402
 
 from groupwatch.admin.topics import create_topics  # noqa: E402
 from groupwatch.contracts import Settings  # noqa: E402
-from tests.processes import wait_http_ok  # noqa: E402
-
-
-def worker_lag(worker: Worker) -> float | None:
-    try:
-        text = worker.metrics()
-    except requests.RequestException:
-        return None
-    lines = [x for x in text.splitlines() if x.startswith("groupwatch_stream_lag{")]
-    if not lines:
-        return None
-    return sum(float(x.rsplit(" ", 1)[1]) for x in lines)
+from tests.processes import settings_env, wait_http_ok  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -117,7 +104,7 @@ def main() -> None:
 
         def sample() -> None:
             while not stop.is_set():
-                current = worker_lag(worker)
+                current = worker.lag()
                 if current is not None:
                     samples.append((round(time.monotonic() - t0, 1), current))
                 stop.wait(1.0)

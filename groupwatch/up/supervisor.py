@@ -40,14 +40,22 @@ class Component:
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             return None if self.proc is None else self.proc.returncode
+        return terminate_group(self.proc, timeout, kill_wait=10)
+
+
+def terminate_group(proc: subprocess.Popen[bytes], timeout: float, kill_wait: float) -> int:
+    """SIGTERM a process group led by ``proc``; SIGKILL it if it outlives ``timeout``.
+
+    Returns the leader's exit code.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait(10)
+            os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait(kill_wait)
 
 
 def groupwatch_argv(*args: str) -> list[str]:

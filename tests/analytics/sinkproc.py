@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -12,33 +11,9 @@ import requests
 from confluent_kafka import Consumer, TopicPartition
 
 from groupwatch.contracts import Settings, Topics
-from tests.processes import StageProcess
+from tests.processes import StageProcess, settings_env
 
 GROUPWATCH = str(Path(sys.executable).parent / "groupwatch")
-
-
-def sink_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a child process see exactly these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GROUPWATCH_")}
-    env["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
-    names = (
-        "topic_prefix",
-        "partitions",
-        "state_dir",
-        "duckdb_path",
-        "snapshot_path",
-        "snapshot_interval_seconds",
-        "sink_batch_rows",
-        "sink_batch_ms",
-        "sink_group_id",
-        "query_host",
-        "query_port",
-        "query_timeout_seconds",
-        "query_max_rows",
-    )
-    for name in names:
-        env[f"GROUPWATCH_{name.upper()}"] = str(getattr(settings, name))
-    return env
 
 
 class SinkProcess(StageProcess):
@@ -47,7 +22,7 @@ class SinkProcess(StageProcess):
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.settings = settings
         self.url = f"http://{settings.query_host}:{settings.query_port}"
-        super().__init__("sink", ["sink"], sink_env(settings), log_path, f"{self.url}/healthz")
+        super().__init__("sink", ["sink"], settings_env(settings), log_path, f"{self.url}/healthz")
 
     def stop(self, timeout: float = 60.0) -> int | None:
         """SIGTERM; a sink that was running must exit cleanly (0)."""

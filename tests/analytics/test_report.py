@@ -13,9 +13,10 @@ import pytest
 
 from groupwatch.contracts import Settings, Topics
 from tests.analytics import factory as f
-from tests.analytics.sinkproc import GROUPWATCH, SinkProcess, sink_env
+from tests.analytics.sinkproc import GROUPWATCH, SinkProcess
 from tests.analytics.test_sink import sink_settings
 from tests.analytics.workload import Workload
+from tests.processes import settings_env
 
 pytestmark = pytest.mark.kafka
 
@@ -45,7 +46,7 @@ def known_input(now_ms: int) -> Workload:
 def report(settings: Settings, *args: str) -> dict[str, Any]:
     proc = subprocess.run(
         [GROUPWATCH, "report", "--json", *args],
-        env=sink_env(settings),
+        env=settings_env(settings),
         capture_output=True,
         text=True,
         timeout=120,
@@ -99,7 +100,7 @@ def test_report_prints_a_correct_summary_and_writes_a_chart(
                 "--chart",
                 str(tmp_path / "out.png"),
             ],
-            env=sink_env(settings),
+            env=settings_env(settings),
             capture_output=True,
             text=True,
             timeout=120,
@@ -137,7 +138,7 @@ def test_report_rejects_bad_options(make_settings: Callable[..., Settings]) -> N
     ):
         proc = subprocess.run(
             [GROUPWATCH, "report", *args],
-            env=sink_env(settings),
+            env=settings_env(settings),
             capture_output=True,
             text=True,
             timeout=60,
@@ -149,7 +150,7 @@ def test_query_without_a_sink_or_a_file_says_so(make_settings: Callable[..., Set
     settings = make_settings()
     proc = subprocess.run(
         [GROUPWATCH, "query", "SELECT 1"],
-        env=sink_env(settings),
+        env=settings_env(settings),
         capture_output=True,
         text=True,
         timeout=60,

@@ -18,10 +18,11 @@ from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.keys import group_key
 from groupwatch.contracts.records import encode
 from tests.analytics import factory as f
-from tests.analytics.sinkproc import GROUPWATCH, SinkProcess, sink_env
+from tests.analytics.sinkproc import GROUPWATCH, SinkProcess
 from tests.analytics.test_sink import sink_settings
 from tests.analytics.workload import make_workload
 from tests.kafka_helpers import produce
+from tests.processes import settings_env
 
 pytestmark = pytest.mark.kafka
 
@@ -85,7 +86,7 @@ def cli_query(settings: Settings, sql: str, fmt: str = "json") -> tuple[int, str
     started = time.monotonic()
     proc = subprocess.run(
         [GROUPWATCH, "query", sql, "--format", fmt, "--timing"],
-        env=sink_env(settings),
+        env=settings_env(settings),
         capture_output=True,
         text=True,
         timeout=60,

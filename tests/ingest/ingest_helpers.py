@@ -15,7 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 
 from groupwatch.contracts import CMD_SEND_MSG_EXCEPTION, Settings
 from ingest.auth import make_sign
-from tests.processes import StageProcess
+from tests.processes import StageProcess, children
 
 APPID = "1400000001"
 SIGNED_APPID = "1400000002"
@@ -150,16 +150,7 @@ class ServerProcess(StageProcess):
 
     def workers(self) -> list[int]:
         """PIDs of the server's worker processes (children of the main process)."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(stat[1]) == self.pid:
-                    found.append(int(entry.name))
-        return sorted(found)
+        return children(self.pid)
 
 
 class Load:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from groupwatch.contracts import Settings
 from groupwatch.contracts.catalog import error_category
 from groupwatch.contracts.keys import group_key, make_event_id
 from groupwatch.contracts.records import ExceptionEvent, SendEvent, decode, encode
+from tests.processes import settings_env
 
 APP = "1400000001"
 HOUR_MS = 3_600_000
@@ -162,22 +162,6 @@ def final_set(records: list[tuple[str, dict[str, Any]]], drop_sentinels: bool = 
     return out
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GROUPWATCH_")}
-    env["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
-    for name, value in settings.model_dump().items():
-        if name == "kafka_bootstrap_servers" or value is None:
-            continue
-        if isinstance(value, list):
-            value = ",".join(value)
-        elif isinstance(value, dict):
-            value = ",".join(f"{k}:{v}" for k, v in value.items())
-        elif isinstance(value, bool):
-            value = "1" if value else "0"
-        env[f"GROUPWATCH_{name.upper()}"] = str(value)
-    return env
-
-
 @dataclass
 class Worker:
     """A real ``groupwatch stream`` process."""
@@ -213,6 +197,18 @@ class Worker:
 
     def metrics(self) -> str:
         return requests.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+
+    def lag(self, min_series: int = 1) -> float | None:
+        """Summed ``groupwatch_stream_lag`` over its series; None while the metrics are
+        unreachable or show fewer than ``min_series`` series."""
+        try:
+            text = self.metrics()
+        except requests.RequestException:
+            return None
+        lines = [x for x in text.splitlines() if x.startswith("groupwatch_stream_lag{")]
+        if not lines or len(lines) < min_series:
+            return None
+        return sum(float(x.rsplit(" ", 1)[1]) for x in lines)
 
     def wait_healthy(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout

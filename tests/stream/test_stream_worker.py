@@ -276,9 +276,9 @@ def test_kcat_reads_failure_windows(run: dict[str, Any], tmp_path: Path) -> None
 
 def test_missing_topics_give_a_clear_error(make_settings: Any) -> None:
     from click.testing import CliRunner
-    from streamkit import settings_env
 
     from groupwatch.cli import cli
+    from tests.processes import settings_env
 
     settings = make_settings()  # no topics created for this prefix
     result = CliRunner().invoke(cli, ["stream", "--web-port", "0"], env=settings_env(settings))

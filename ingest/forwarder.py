@@ -1,5 +1,10 @@
 """Drains the spool into Kafka, oldest segment first and in order within a segment.
 
+While the spool holds events not yet handed to the producer, the publisher spools new
+events behind them (``Spool.backlog``); the forwarder clears that once a pass has handed
+everything over, so Kafka receives this process's events in the order they arrived. With
+``Heads`` the forwarders of several processes merge their backlogs by arrival time.
+
 A ``Put`` is forwarded only once its earlier attempt is decided: still in the producer
 (``FLYING``) blocks the segment until the delivery report arrives; delivered late means
 it is skipped; failed means it is sent again. Each forwarded record gets a ``Done`` frame,
@@ -16,12 +21,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ingest.spool import DELIVERED, FLYING, Done, Envelope, Put, Segment, Spool, read_frames
+from ingest.heads import Heads
+from ingest.spool import DELIVERED, FAILED, FLYING, Done, Envelope, Put, Segment, Spool, read_frames
 
 log = logging.getLogger("ingest.forwarder")
 
 # send(envelope, on_result) hands one record to the producer; on_result(ok) is called later.
 Send = Callable[[Envelope, Callable[[bool], None]], None]
+
+# Retry a failed batch after at most this long: after an outage every worker's forwarder
+# resumes within about a second, so their backlogs reach Kafka close together.
+MAX_BACKOFF_S = 1.0
+# Waiting for other processes' older events ends after this long (one stuck process
+# must not hold every other one's spool back): forwarding goes on out of merge order.
+MAX_HOLD_S = 5.0
 
 
 class _Batch:
@@ -56,6 +69,7 @@ class Forwarder(threading.Thread):
         *,
         batch_size: int = 1000,
         orphan_scan_seconds: float = 2.0,
+        heads: Heads | None = None,
     ) -> None:
         super().__init__(name="spool-forwarder", daemon=True)
         self._spool = spool
@@ -65,6 +79,10 @@ class Forwarder(threading.Thread):
         self._stopping = threading.Event()
         self._claimed: dict[Path, Segment] = {}
         self._last_scan = 0.0
+        self._last_ok = True  # the last forwarded batch was delivered in full
+        self._heads = heads
+        self._held_since: float | None = None  # waiting for other processes' older events
+        self._unmerged = False  # waited MAX_HOLD_S: forward without the gate until caught up
         self.forwarded = 0
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -83,7 +101,7 @@ class Forwarder(threading.Thread):
                 outcome = "failed"
             if outcome == "failed":
                 self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             backoff = 0.2
             if outcome == "idle":
@@ -99,17 +117,41 @@ class Forwarder(threading.Thread):
         if now - self._last_scan >= self._orphan_scan:
             self._last_scan = now
             self._claim_orphans()
+        gate = self._gate(now)
+        outcome = self._pass(gate)
+        if self._heads is not None:
+            heads = [s.head_ms for s in (self._spool.segment, *self._claimed.values())]
+            self._heads.publish(min((h for h in heads if h is not None), default=None))
+        return outcome
+
+    def _pass(self, gate: int | None) -> str:
         for path, seg in list(self._claimed.items()):
-            outcome = self._drain(seg)
+            outcome = self._drain(seg, gate)
             if outcome == "idle":
                 self._finish_orphan(path, seg)
                 continue
             return outcome
         own = self._spool.segment
-        outcome = self._drain(own)
+        outcome = self._drain(own, gate)
         if outcome == "idle":
+            self._unmerged = False
             self._spool.rotate_if_drained(own)
         return outcome
+
+    def _gate(self, now: float) -> int | None:
+        """Latest spool time to forward now, from the other processes' heads."""
+        if self._heads is None or self._unmerged:
+            return None
+        gate = self._heads.gate_ms()
+        if gate is None or self._held_since is None or now - self._held_since < MAX_HOLD_S:
+            return gate
+        log.warning(
+            "another ingress process has not forwarded its older spooled events for "
+            f"{MAX_HOLD_S:.0f} s; forwarding this process's own without waiting for them"
+        )
+        self._held_since = None
+        self._unmerged = True
+        return None
 
     # --- orphans -------------------------------------------------------------------
     def _claim_orphans(self) -> None:
@@ -148,50 +190,85 @@ class Forwarder(threading.Thread):
         self._claimed.clear()
 
     # --- draining ------------------------------------------------------------------
-    def _drain(self, seg: Segment) -> str:
-        """Forward the next batch of ``seg``: idle, progress, blocked or failed."""
+    def _drain(self, seg: Segment, gate: int | None = None) -> str:
+        """Forward the next batch of ``seg`` spooled up to ``gate``: idle, progress,
+        blocked or failed."""
         seg.log.flush()
         end = seg.log.committed
         if seg.cursor >= end:
+            seg.head_ms = None
+            if seg.own:
+                self._caught_up(seg, end)
             return "idle"
         todo: list[tuple[int, Envelope]] = []
         stop_at = seg.cursor
-        blocked = False
+        blocked = held = False
+        held_at: int | None = None
         skipped = 0
+        seg.head_ms = None
         for pos, frame in read_frames(seg.fd, seg.cursor, end):
             if isinstance(frame, Done):
                 seg.done.add(frame.seq)
             elif isinstance(frame, Put) and frame.seq not in seg.done:
                 state = self._spool.take_inflight(seg, frame.seq) if seg.own else None
-                if state == FLYING:
-                    blocked = True
-                    break
                 if state == DELIVERED:
                     seg.done.add(frame.seq)
                     skipped += 1
                 else:
+                    if state == FAILED:
+                        self._last_ok = False  # the broker is failing: no early hand-over
+                    if seg.head_ms is None:
+                        seg.head_ms = frame.at_ms
+                    if state == FLYING:
+                        blocked = True
+                        break
+                    if gate is not None and frame.at_ms > gate:
+                        held = True  # another process holds older events: theirs first
+                        held_at = frame.at_ms
+                        break
                     todo.append((frame.seq, frame.env))
             stop_at = pos
             if len(todo) >= self._batch_size:
                 break
         if skipped:
             self._spool.record_drained(skipped)
+        if held and not todo:
+            if self._held_since is None:
+                self._held_since = time.monotonic()
+        else:
+            self._held_since = None
+        handed_all = seg.own and not blocked and not held and stop_at == end
         if not todo:
             moved = stop_at != seg.cursor
             seg.cursor = stop_at
-            if blocked:
+            if blocked or held:
                 return "progress" if moved else "blocked"
+            if handed_all:
+                self._caught_up(seg, end)
             return "progress" if moved else "idle"
-        ok = self._forward(seg, todo)
+        # Hand-over ends the backlog only while the broker takes batches: a batch that
+        # then failed would be re-sent after events produced directly meanwhile.
+        ok = self._last_ok = self._forward(seg, todo, end if handed_all and self._last_ok else None)
         if ok:
             seg.cursor = stop_at
+            if held or handed_all:
+                seg.head_ms = held_at  # the next one waiting (None: nothing waits)
             return "progress"
         return "failed"
 
-    def _forward(self, seg: Segment, todo: list[tuple[int, Envelope]]) -> bool:
+    def _caught_up(self, seg: Segment, end: int) -> None:
+        if self._spool.clear_backlog(seg, end):
+            log.info("spool handed over to the producer; publishing directly again")
+
+    def _forward(
+        self, seg: Segment, todo: list[tuple[int, Envelope]], end: int | None = None
+    ) -> bool:
+        """Produce ``todo`` and wait for its reports; ``end``: this reaches the segment's end."""
         batch = _Batch(len(todo))
         for seq, env in todo:
             self._send(env, batch.callback(seq))
+        if end is not None:
+            self._caught_up(seg, end)
         while not batch.wait(1.0):
             if self._stopping.is_set() and not batch.wait(5.0):
                 break
@@ -201,4 +278,7 @@ class Forwarder(threading.Thread):
         seg.log.flush()
         self._spool.record_drained(len(delivered))
         self.forwarded += len(delivered)
-        return len(delivered) == len(todo)
+        if len(delivered) != len(todo):
+            self._spool.keep_backlog()  # re-sent first; new events queue behind them
+            return False
+        return True

@@ -5,8 +5,13 @@ One confluent-kafka producer per process, created lazily in the process that use
 waits for its own report up to ``publish_timeout_ms``; past that, or on a failure or a
 full local queue, the record is spooled. A record spooled while still inside the
 producer is tracked: if its report later says delivered, the forwarder skips it, so it
-is in Kafka once, not twice. After a timeout the ingress spools directly (no waiting)
-until a delivery succeeds again.
+is in Kafka once, not twice.
+
+Once anything is spooled, new events are spooled behind it without waiting for acks
+(``Spool.backlog``) until the forwarder has handed the whole spool to the producer. So
+Kafka receives each process's events in the order they arrived, and events held in the
+spool through a broker outage are not overtaken by newer ones: the stream counts them in
+their windows instead of finding them late.
 """
 
 from __future__ import annotations
@@ -26,14 +31,12 @@ from groupwatch.contracts import COMMAND_HEADER, Settings
 from ingest import metrics
 from ingest.errors import SpoolFull
 from ingest.forwarder import Forwarder
+from ingest.heads import Heads
 from ingest.spool import Envelope, Spool, SpoolError, Ticket
 
 log = logging.getLogger("ingest.publisher")
 
 Outcome = Literal["delivered", "spooled"]
-
-# In degraded mode one request tries the producer when nothing failed for this long.
-DEGRADED_PROBE_S = 5.0
 
 # getpid() is a system call; the hot path compares against this copy, reset after fork.
 _this_pid = os.getpid()
@@ -131,12 +134,11 @@ class Publisher:
         self._producer: Producer | None = None
         self._spool: Spool | None = None
         self._forwarder: Forwarder | None = None
+        self._heads: Heads | None = None
         self._poller: threading.Thread | None = None
         self._running = threading.Event()
-        self.degraded = False  # the broker recently failed to ack: spool without waiting
         # Requests whose delivery report ran, woken only once the poll call has returned.
         self._reported: deque[_Pending] = deque()
-        self._degraded_at = 0.0
 
     # --- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -150,7 +152,8 @@ class Publisher:
             self._running.set()
             self._poller = threading.Thread(target=self._poll, name="kafka-poll", daemon=True)
             self._poller.start()
-            self._forwarder = Forwarder(self._spool, self._send_forwarded)
+            self._heads = Heads(self._settings.spool_path)
+            self._forwarder = Forwarder(self._spool, self._send_forwarded, heads=self._heads)
             self._forwarder.start()
             self._pid = os.getpid()
             log.info("publisher started", extra={"spool_dir": str(self._settings.spool_path)})
@@ -178,6 +181,8 @@ class Publisher:
         self._flush_metrics()
         if self._spool is not None:
             self._spool.close()
+        if self._heads is not None:
+            self._heads.close()
         self._pid = None
         log.info("publisher closed")
 
@@ -223,31 +228,15 @@ class Publisher:
             on_delivery=on_delivery,
         )
 
-    def _mark(self, ok: bool) -> None:
-        if ok and self.degraded:
-            self.degraded = False
-            log.info("broker acks again; publishing directly")
-        elif not ok:
-            self._degraded_at = time.monotonic()
-            if self.degraded:
-                return
-            self.degraded = True
-            log.warning("broker did not ack in time; spooling until it does")
-
-    def _take_probe(self) -> bool:
-        """In degraded mode, let one request every DEGRADED_PROBE_S try the producer."""
-        now = time.monotonic()
-        with self._lock:
-            if now - self._degraded_at < DEGRADED_PROBE_S:
-                return False
-            self._degraded_at = now
-            return True
+    def _spooling_starts(self, spool: Spool, why: str) -> None:
+        if not spool.backlog:
+            log.warning("%s; spooling until the spool is handed to the producer", why)
 
     def publish(self, env: Envelope) -> Outcome:
         """Store one record durably. Raises ``SpoolFull`` (503) when nothing can keep it."""
         producer, spool = self._ensure()
         started = time.perf_counter()
-        if self.degraded and not self._take_probe():
+        if spool.backlog:  # behind spooled events: keep the arrival order
             return self._finish(spool, env, None, started)
         pending = _Pending()
 
@@ -256,8 +245,6 @@ class Publisher:
             with self._lock:
                 pending.decided, pending.delivered = True, ok
                 ticket = pending.ticket
-            if not ok or self.degraded:
-                self._mark(ok)
             if ticket is not None:
                 spool.resolve(ticket, ok)
             # Not released here: confluent-kafka takes and drops the GIL around every
@@ -268,20 +255,21 @@ class Publisher:
         try:
             self._produce(producer, env, on_delivery)
         except (BufferError, KafkaException) as exc:
-            log.warning("produce refused; spooling", extra={"error": str(exc)})
+            self._spooling_starts(spool, f"produce refused ({exc})")
             return self._finish(spool, env, None, started)
         pending.done.acquire(timeout=self._timeout)
         ticket: Ticket | None = None
         with self._lock:
             delivered = pending.decided and pending.delivered
+            if not delivered:
+                why = "delivery failed" if pending.decided else "broker did not ack in time"
+                self._spooling_starts(spool, why)
             if not pending.decided:
                 # Still inside the producer: spool it, and let the report decide later.
                 ticket = pending.ticket = spool.reserve()
         if delivered:
             metrics.observe_publish("delivered", time.perf_counter() - started)
             return "delivered"
-        if ticket is not None:
-            self._mark(False)
         return self._finish(spool, env, ticket, started)
 
     def _finish(
@@ -316,7 +304,6 @@ class Publisher:
         assert producer is not None
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            self._mark(err is None)
             on_result(err is None)
 
         for _ in range(50):

@@ -43,6 +43,7 @@ class Envelope(msgspec.Struct, array_like=True):
 class Put(msgspec.Struct, tag="p", array_like=True):
     seq: int
     env: Envelope
+    at_ms: int = 0  # when it was spooled (wall clock): the forwarders merge by it
 
 
 class Done(msgspec.Struct, tag="d", array_like=True):
@@ -180,6 +181,7 @@ class Segment:
     done: set[int] = field(default_factory=set)
     writers: int = 0  # request threads between reserve() and append()
     next_seq: int = 0
+    head_ms: int | None = None  # spool time of its oldest Put not yet forwarded (last pass)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -235,6 +237,9 @@ class Spool:
         self._segment: Segment | None = None
         self.inflight: dict[tuple[str, int], str] = {}
         self.pending_records = 0  # Puts of this process not yet known to be in Kafka
+        # Spooled events not yet all handed to the producer: new events are spooled behind
+        # them (not produced directly), so Kafka gets the events in the order they came.
+        self.backlog = False
         self._others_bytes = 0
         self._others_checked = 0.0
         self.wakeup = threading.Event()
@@ -287,6 +292,7 @@ class Spool:
             seg.next_seq += 1
             seg.writers += 1
             self.inflight[(seg.path.name, seq)] = FLYING
+            self.backlog = True
             return Ticket(seg, seq)
 
     def put(self, env: Envelope, ticket: Ticket | None = None) -> None:
@@ -297,10 +303,11 @@ class Spool:
                 seq = seg.next_seq
                 seg.next_seq += 1
                 seg.writers += 1
+                self.backlog = True
         else:
             seg, seq = ticket.segment, ticket.seq
         try:
-            seg.log.append(encode_frame(Put(seq, env)))
+            seg.log.append(encode_frame(Put(seq, env, time.time_ns() // 1_000_000)))
             with self._lock:
                 self.pending_records += 1
         except SpoolError:
@@ -351,6 +358,26 @@ class Spool:
     def add_pending(self, count: int) -> None:
         with self._lock:
             self.pending_records += count
+            if count:
+                self.backlog = True
+
+    def keep_backlog(self) -> None:
+        """Handed-over Puts failed: new events queue behind them again."""
+        with self._lock:
+            self.backlog = True
+
+    def clear_backlog(self, seg: Segment, end: int) -> bool:
+        """Every Put of this process's segment up to ``end`` is in the producer: produce
+        new events directly again, unless more was committed meanwhile. True if it changed.
+
+        A Put still between its write and its commit is forwarded on the next pass, a few
+        milliseconds behind events produced directly from now on.
+        """
+        with self._lock:
+            if not self.backlog or seg is not self._segment or seg.log.committed != end:
+                return False
+            self.backlog = False
+            return True
 
     def rotate_if_drained(self, seg: Segment) -> bool:
         """Replace this process's drained segment with a fresh one and delete it."""

@@ -101,6 +101,35 @@ def compare_raw_sends(ledger: dict[str, Any], rows: list[dict[str, Any]]) -> Com
     return _diff("raw sends", dict(expected), dict(stored))
 
 
+def unplanned_late(
+    ledger: dict[str, Any], late_rows: list[dict[str, Any]], grace_ms: int
+) -> dict[str, Any]:
+    """Exceptions the stream reported late (``late-events`` rows) that the ledger counted.
+
+    The ledger knows the order callbacks were answered in, the stream only the order they
+    reached Kafka; an event held back longer than the grace (for instance in the ingress
+    spool) is late for the stream although it was on time for the ledger. This tells such
+    reordering (the event is on the late-events topic, nothing is lost) from a loss, and
+    how far behind its partition's stream time each one was.
+    """
+    planned = {r.get("event_id") for r in ledger["late"]}
+    cells: Counter[Cell] = Counter()
+    behind: list[int] = []
+    seen: set[str] = set()
+    for r in late_rows:
+        if r["event_kind"] != "exception" or r["event_id"] in planned or r["event_id"] in seen:
+            continue
+        seen.add(r["event_id"])
+        code = int(r["event"]["error_code"])
+        cells[(r["sdkappid"], r["group_id"], code, int(r["window_start_ms"]))] += 1
+        behind.append(int(r["stream_time_ms"]) - int(r["window_end_ms"]) - grace_ms)
+    return {
+        "events": len(seen),
+        "cells": dict(cells),
+        "max_ms_past_close": max(behind, default=None),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (2, 3):

@@ -19,12 +19,14 @@ from typing import Any
 import pytest
 import requests
 
+from groupwatch.contracts import Settings, Topics
 from groupwatch.simulate.compare import compare_failures, compare_raw_sends
 from groupwatch.simulate.generator import Generator, SimConfig
 from groupwatch.simulate.ledger import Ledger
 from groupwatch.simulate.sender import Sender, SendOptions
 from groupwatch.simulate.signing import App
 from tests.conftest import free_port
+from tests.e2e.late import late_diagnosis
 from tests.processes import BrokerProcess, StageProcess, clean_env, groupwatch
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -64,6 +66,10 @@ class Stack:
             GROUPWATCH_GRACE_SECONDS=str(GRACE_S),
         )
         env, logs = self.env, tmp / "logs"
+        self.bootstrap = f"127.0.0.1:{env['GROUPWATCH_KAFKA_PORT']}"
+        self.topics = Topics.from_settings(
+            Settings(kafka_bootstrap_servers=self.bootstrap, topic_prefix=prefix)
+        )
         self.ingress_url = f"http://127.0.0.1:{env['GROUPWATCH_INGEST_PORT']}"
         self.sink_url = f"http://127.0.0.1:{env['GROUPWATCH_QUERY_PORT']}"
         self.broker = BrokerProcess(env)
@@ -261,7 +267,8 @@ def test_faults_mid_load_lose_nothing_and_count_nothing_twice(stack: Stack) -> N
                 f"after the faults DuckDB differs from the 200s: {failures_cmp.summary()}; "
                 f"{sends_cmp.summary()}; exceptions missing {len(missing)}, unexpected "
                 f"{len(extra)}; first differences "
-                f"{sorted(failures_cmp.differences.items(), key=str)[:5]}; faults {faults}"
+                f"{sorted(failures_cmp.differences.items(), key=str)[:5]}; faults {faults}; "
+                + late_diagnosis(stack.bootstrap, stack.topics.late_events, ledger, failures_cmp)
             )
         time.sleep(3)
     assert len(stored_ids) == len(set(stored_ids))

@@ -21,6 +21,7 @@ from groupwatch.broker.jars import ensure_jars
 from groupwatch.contracts import Settings, Topics
 from groupwatch.simulate.compare import compare_failures, compare_raw_sends
 from tests.conftest import free_port
+from tests.e2e.late import late_diagnosis
 from tests.processes import wait_http_ok
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -133,12 +134,17 @@ def test_up_simulate_20000_equals_the_ledger(stack_env: dict[str, str], tmp_path
                 "1400000002",
                 "--count",
                 str(COUNT),
+                # Event time runs 5x faster than the wall clock (500/s x 10 ms): a
+                # callback held up by s seconds in the ingress (an ack timeout, a CPU
+                # stall of one worker) is 5 s x s behind the others, well inside the 30 s
+                # grace up to a 6 s stall. At 100 ms per callback as fast as possible, a
+                # 1 s stall on a busy CI host was already past the grace.
                 "--rate",
-                "0",
+                "500",
                 "--connections",
                 "4",
                 "--step-ms",
-                "100",
+                "10",
                 "--event-time-start",
                 str(start_ms),
                 "--seed",
@@ -175,7 +181,13 @@ def test_up_simulate_20000_equals_the_ledger(stack_env: dict[str, str], tmp_path
             sends_cmp = compare_raw_sends(ledger, sends)
             if failures_cmp.equal and sends_cmp.equal:
                 break
-            assert time.monotonic() < deadline, (failures_cmp.summary(), sends_cmp.summary())
+            assert time.monotonic() < deadline, (
+                failures_cmp.summary(),
+                sends_cmp.summary(),
+                late_diagnosis(
+                    env["KAFKA_BOOTSTRAP_SERVERS"], topics.late_events, ledger, failures_cmp
+                ),
+            )
             time.sleep(5)
 
         distinct_exceptions = query(env, "SELECT count(*) AS n FROM exceptions")[0]["n"]

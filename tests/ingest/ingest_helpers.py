@@ -161,6 +161,7 @@ class Load:
 
         self.url = url
         self.results: list[tuple[int, int, float]] = []  # (index, status or -1, seconds)
+        self.answered_at: dict[int, float] = {}  # index -> monotonic time of its 200
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._next = first
@@ -187,8 +188,11 @@ class Load:
             except requests.RequestException:
                 status = -1
                 session = requests.Session()
+            done = time.monotonic()
             with self._lock:
-                self.results.append((i, status, time.monotonic() - started))
+                self.results.append((i, status, done - started))
+                if status == 200:
+                    self.answered_at[i] = done
             self._stopping.wait(self._pause)
 
     def stop(self) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from ingest import forwarder as forwarder_module
 from ingest import spool as spool_module
 from ingest.forwarder import Forwarder
+from ingest.heads import Heads
 from ingest.spool import Done, Envelope, Put, Spool, encode_frame, read_frames
 
 
@@ -161,3 +164,111 @@ def test_forwarder_retries_without_duplicates_and_resumes_after_restart(tmp_path
     assert not first.segment.path.exists()
     drain(fw2)
     assert len(send2.sent) == 5
+
+
+def test_backlog_holds_until_every_spooled_event_is_handed_to_the_producer(
+    tmp_path: Path,
+) -> None:
+    """New events queue behind spooled ones (arrival order) until the forwarder caught up."""
+    sp = Spool(tmp_path, 1 << 30)
+    sp.open()
+    assert not sp.backlog
+    flying = sp.reserve()  # a publish timed out: from now on, spool behind it
+    assert sp.backlog
+    sp.put(env(1), flying)
+    sp.put(env(2))
+    send = FakeSend()
+    fw = Forwarder(sp, send, batch_size=1)
+    assert fw.step() == "blocked" and sp.backlog  # env(1) may still be delivered
+    sp.resolve(flying, delivered=False)
+    assert fw.step() == "progress"  # env(1) handed over, env(2) not yet
+    assert [e.timestamp_ms for e in send.sent] == [1] and sp.backlog
+    assert fw.step() == "progress"  # env(2)
+    assert [e.timestamp_ms for e in send.sent] == [1, 2]
+    drain(fw)  # the pass that reaches the end (the Done frames written meanwhile)
+    assert not sp.backlog
+    sp.put(env(3))  # any spooled event starts a backlog again
+    assert sp.backlog
+
+
+def test_a_failed_forward_keeps_the_backlog(tmp_path: Path) -> None:
+    sp = Spool(tmp_path, 1 << 30)
+    sp.open()
+    for i in range(3):
+        sp.put(env(i))
+    send = FakeSend()
+    send.ok = False  # the broker is still away
+    fw = Forwarder(sp, send)
+    assert fw.step() == "failed"
+    assert sp.backlog and sp.pending_records == 3
+    send.ok = True
+    drain(fw)
+    assert not sp.backlog and sp.pending_records == 0
+    assert [e.timestamp_ms for e in send.sent] == [0, 1, 2, 0, 1, 2]
+
+
+def test_claimed_orphans_hold_the_backlog_until_drained(tmp_path: Path) -> None:
+    dead = Spool(tmp_path, 1 << 30)
+    dead.open()
+    dead.put(env(7))
+    os.close(dead.segment.fd)  # its process died with an event spooled
+    live = Spool(tmp_path, 1 << 30)
+    live.open()
+    send = FakeSend()
+    fw = Forwarder(live, send, orphan_scan_seconds=0, batch_size=1)
+    fw._claim_orphans()
+    assert live.backlog  # events of the dead process come before this one's new ones
+    drain(fw)
+    assert [e.timestamp_ms for e in send.sent] == [7]
+    assert not live.backlog
+
+
+def test_two_processes_forward_their_backlogs_merged_by_spool_time(tmp_path: Path) -> None:
+    """After an outage each worker holds a backlog: Kafka gets them merged, oldest first."""
+    spools = [Spool(tmp_path, 1 << 30), Spool(tmp_path, 1 << 30)]
+    for sp in spools:
+        sp.open()
+    for i in range(8):  # alternate arrivals: even ones at worker 0, odd ones at worker 1
+        spools[i % 2].put(env(i))
+        time.sleep(0.003)
+    send = FakeSend()  # one shared log of what reached "Kafka"
+    send.ok = False  # the broker is still away: both forwarders fail and publish heads
+    heads = [Heads(tmp_path, slack_ms=0), Heads(tmp_path, slack_ms=0)]
+    forwarders = [Forwarder(sp, send, heads=h) for sp, h in zip(spools, heads, strict=True)]
+    assert [fw.step() for fw in forwarders] == ["failed", "blocked"]  # 1 waits for 0's
+    send.sent.clear()
+    send.ok = True  # the broker is back; worker 0 happens to go first
+    for _ in range(40):
+        outcomes = [fw.step() for fw in forwarders]
+        if outcomes == ["idle", "idle"]:
+            break
+    assert [e.timestamp_ms for e in send.sent] == list(range(8))
+    assert all(h.gate_ms() is None for h in heads)  # no backlog left anywhere
+    for h in heads:
+        h.close()
+    assert list((tmp_path / "heads").iterdir()) == []
+
+
+def test_a_stuck_process_holds_the_merge_back_only_for_a_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stuck = Heads(tmp_path, slack_ms=0)
+    stuck.publish(1)  # a live process whose oldest event never gets forwarded
+    sp = Spool(tmp_path, 1 << 30)
+    sp.open()
+    sp.put(env(5))
+    send = FakeSend()
+    fw = Forwarder(sp, send, heads=Heads(tmp_path, slack_ms=0))
+    assert fw.step() == "blocked" and send.sent == []
+    monkeypatch.setattr(forwarder_module, "MAX_HOLD_S", 0.0)
+    drain(fw)
+    assert [e.timestamp_ms for e in send.sent] == [5]
+
+
+def test_stale_heads_are_ignored(tmp_path: Path) -> None:
+    gone = Heads(tmp_path, stale_s=0.05)
+    gone.publish(1)
+    live = Heads(tmp_path, stale_s=0.05)
+    assert live.gate_ms() == 1 + live.slack_ms
+    time.sleep(0.1)  # the other process stopped rewriting its head
+    assert live.gate_ms() is None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from groupwatch.simulate.compare import compare_failures, compare_raw_sends, main
+from groupwatch.simulate.compare import compare_failures, compare_raw_sends, main, unplanned_late
 
 W = 1_767_225_600_000
 FLUSH = W + 600_000
@@ -90,3 +90,34 @@ def test_main_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main([str(tmp_path / "l.json"), str(tmp_path / "ok.json")]) == 0
     assert main([str(tmp_path / "l.json"), str(tmp_path / "bad.json")]) == 1
     assert "ledger (3, 2), stored (9, 2)" in capsys.readouterr().out
+
+
+def late_row(
+    event_id: str, kind: str = "exception", stream_time: int = W + 95_000
+) -> dict[str, Any]:
+    return {
+        "event_kind": kind,
+        "event_id": event_id,
+        "sdkappid": "1",
+        "group_id": "g",
+        "window_start_ms": W,
+        "window_end_ms": W + 60_000,
+        "stream_time_ms": stream_time,
+        "event": {"error_code": 10023},
+    }
+
+
+def test_unplanned_late_lists_only_late_reports_the_ledger_counted() -> None:
+    data = ledger()
+    data["late"][1]["event_id"] = "planned"
+    rows = [
+        late_row("planned"),  # the simulator made it late: expected, not a difference
+        late_row("held-up"),  # on time for the ledger, late for the stream
+        late_row("held-up"),  # reported twice (a re-delivery): one event
+        late_row("a-send", kind="send"),
+    ]
+    found = unplanned_late(data, rows, grace_ms=30_000)
+    assert found["events"] == 1
+    assert found["cells"] == {("1", "g", 10023, W): 1}
+    assert found["max_ms_past_close"] == 5_000  # stream time 95 s vs close at 90 s
+    assert unplanned_late(data, [late_row("planned")], grace_ms=30_000)["events"] == 0

@@ -57,7 +57,7 @@ for a in ${GROUPWATCH_SDKAPPIDS//,/ }; do [[ "$signed_app" == "$a:"* ]] || apps+
 start_ms=$(( ($(date +%s) - 3600) * 1000 ))
 log "simulate $COUNT callbacks"
 "$GW" simulate --url "http://127.0.0.1:${GROUPWATCH_INGEST_HOST_PORT}/callback" "${apps[@]}" \
-    --count "$COUNT" --rate 0 --connections 4 --step-ms 100 --event-time-start "$start_ms" \
+    --count "$COUNT" --rate 500 --connections 4 --step-ms 10 --event-time-start "$start_ms" \
     --seed 42 --flush --ledger "$OUT/ledger.json" --quiet
 
 # Query from the host through the published 127.0.0.1 port, like a user would.

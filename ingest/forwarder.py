@@ -195,17 +195,16 @@ class Forwarder(threading.Thread):
         blocked or failed."""
         seg.log.flush()
         end = seg.log.committed
+        seg.head_ms = None
         if seg.cursor >= end:
-            seg.head_ms = None
             if seg.own:
                 self._caught_up(seg, end)
             return "idle"
         todo: list[tuple[int, Envelope]] = []
         stop_at = seg.cursor
-        blocked = held = False
-        held_at: int | None = None
+        blocked = False
+        held_at: int | None = None  # spool time of the Put the gate stopped at
         skipped = 0
-        seg.head_ms = None
         for pos, frame in read_frames(seg.fd, seg.cursor, end):
             if isinstance(frame, Done):
                 seg.done.add(frame.seq)
@@ -223,8 +222,7 @@ class Forwarder(threading.Thread):
                         blocked = True
                         break
                     if gate is not None and frame.at_ms > gate:
-                        held = True  # another process holds older events: theirs first
-                        held_at = frame.at_ms
+                        held_at = frame.at_ms  # another process holds older events first
                         break
                     todo.append((frame.seq, frame.env))
             stop_at = pos
@@ -232,6 +230,7 @@ class Forwarder(threading.Thread):
                 break
         if skipped:
             self._spool.record_drained(skipped)
+        held = held_at is not None
         if held and not todo:
             if self._held_since is None:
                 self._held_since = time.monotonic()

@@ -33,14 +33,12 @@ class Heads:
         self.stale_s = stale_s
         self.name = f"{time.time_ns():020d}-{os.getpid()}"
         self._fd = os.open(self.directory / self.name, os.O_RDWR | os.O_CREAT, 0o600)
-        self._published: int | None = -1  # never written yet
         self.publish(None)
 
     def publish(self, oldest_ms: int | None) -> None:
         """Write this process's head (None: nothing waits to be forwarded)."""
         data = _NONE if oldest_ms is None else str(oldest_ms).encode().ljust(_WIDTH)
         os.pwrite(self._fd, data, 0)  # also the heartbeat: the mtime moves
-        self._published = oldest_ms
 
     def gate_ms(self) -> int | None:
         """Latest arrival time this process may forward now; None when nothing limits it."""

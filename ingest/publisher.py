@@ -228,9 +228,8 @@ class Publisher:
             on_delivery=on_delivery,
         )
 
-    def _spooling_starts(self, spool: Spool, why: str) -> None:
-        if not spool.backlog:
-            log.warning("%s; spooling until the spool is handed to the producer", why)
+    def _spooling_starts(self, why: str) -> None:
+        log.warning("%s; spooling until the spool is handed to the producer", why)
 
     def publish(self, env: Envelope) -> Outcome:
         """Store one record durably. Raises ``SpoolFull`` (503) when nothing can keep it."""
@@ -255,21 +254,23 @@ class Publisher:
         try:
             self._produce(producer, env, on_delivery)
         except (BufferError, KafkaException) as exc:
-            self._spooling_starts(spool, f"produce refused ({exc})")
+            if not spool.backlog:
+                self._spooling_starts(f"produce refused ({exc})")
             return self._finish(spool, env, None, started)
         pending.done.acquire(timeout=self._timeout)
         ticket: Ticket | None = None
         with self._lock:
             delivered = pending.decided and pending.delivered
-            if not delivered:
-                why = "delivery failed" if pending.decided else "broker did not ack in time"
-                self._spooling_starts(spool, why)
+            starts_backlog = not delivered and not spool.backlog
             if not pending.decided:
                 # Still inside the producer: spool it, and let the report decide later.
                 ticket = pending.ticket = spool.reserve()
         if delivered:
             metrics.observe_publish("delivered", time.perf_counter() - started)
             return "delivered"
+        if starts_backlog:  # logged outside the lock the delivery reports take
+            why = "broker did not ack in time" if ticket is not None else "delivery failed"
+            self._spooling_starts(why)
         return self._finish(spool, env, ticket, started)
 
     def _finish(

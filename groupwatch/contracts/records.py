@@ -68,8 +68,14 @@ class SendEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
 
 
 class DlqRecord(msgspec.Struct, kw_only=True):
-    """A rejected callback payload (topic ``<prefix>.dlq``). Never carries Sign or tokens."""
+    """A payload a stage could not use (topic ``<prefix>.dlq``). Never carries Sign or tokens.
 
+    ``stage`` says who rejected it: the ingress (a callback answered 4xx; ``query`` and
+    ``body`` hold the request) or the stream (a record on an input topic it could not
+    apply; ``source_*`` say where it was read and ``raw_base64`` keeps its exact bytes).
+    """
+
+    stage: Literal["ingest", "stream"] = "ingest"
     reason: str
     field: str | None = None
     sdkappid: str | None = None
@@ -78,6 +84,11 @@ class DlqRecord(msgspec.Struct, kw_only=True):
     body: str
     body_truncated: bool = False
     received_at_ms: int
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    source_key: str | None = None
+    raw_base64: str | None = None
 
 
 class FailureWindow(msgspec.Struct, kw_only=True):

@@ -25,8 +25,8 @@ from types import FrameType
 import duckdb
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from analytics.apply import apply_batch, prune_send_ids, stored_offsets
-from analytics.batch import Prepared, RawMessage, collate, prepare
+from analytics.apply import Applied, apply_batch, isolate, prune_send_ids, stored_offsets
+from analytics.batch import Prepared, RawMessage, collate, next_offsets_of, prepare
 from analytics.db import open_writer, writer_threads
 from analytics.metrics import SinkStats
 from analytics.migrations import migrate
@@ -77,6 +77,14 @@ class Sink:
         check_loopback(settings.query_host, settings.query_allow_non_loopback)
         self.settings = settings
         self.topics = Topics.from_settings(settings)
+        t = self.topics
+        # the records counter's topic label: the topic's suffix
+        self.labels = {
+            t.exceptions: "exceptions",
+            t.sends: "sends",
+            t.failure_windows: "failure-windows",
+            t.alerts: "alerts",
+        }
         self.stats = SinkStats()
         self.stopping = threading.Event()
         self.con = open_writer(
@@ -174,7 +182,9 @@ class Sink:
             if topic is None or partition is None or offset is None:
                 continue
             if offset < positions.get((topic, partition), 0):
-                continue  # already in DuckDB: a redelivery never applies twice
+                # already in DuckDB: a redelivery never applies twice
+                self.stats.count_records(self.labels.get(topic, "other"), "duplicate", 1)
+                continue
             out.append(RawMessage(topic, partition, offset, msg.value()))
         return out
 
@@ -188,9 +198,14 @@ class Sink:
         fresh = self._fresh(messages)
         if not fresh:
             return None
-        batch = collate(fresh, self.topics)
-        self.positions.update(batch.next_offsets)
-        return prepare(batch, self.generation)
+        try:
+            batch = collate(fresh, self.topics)
+            self.positions.update(batch.next_offsets)
+            return prepare(batch, self.generation)
+        except Exception as exc:  # a value no column can hold: the apply loop isolates it
+            next_offsets = next_offsets_of(fresh)
+            self.positions.update(next_offsets)
+            return Prepared({}, {}, 0, next_offsets, self.generation, fresh, {}, exc)
 
     def _commit_for_lag(self) -> None:
         with self.lag_lock:
@@ -210,16 +225,62 @@ class Sink:
             if prepared.generation != self.generation:
                 return 0  # fetched before a reassignment; re-read from the stored offsets
             started, cpu_started = time.perf_counter(), time.thread_time()
-            apply_batch(self.con, prepared)
+            parts: list[tuple[Prepared, Applied]] = []
+            isolated_rejects = 0
+            error = prepared.failure
+            if error is None:
+                try:
+                    parts = [(prepared, apply_batch(self.con, prepared))]
+                except Exception as exc:  # rolled back; isolate() re-raises the store's own
+                    error = exc
+            if error is not None:
+                log.warning(
+                    "a batch of %d records was refused (%s: %s); isolating the bad ones",
+                    len(prepared.raws),
+                    type(error).__name__,
+                    str(error)[:300],
+                )
+                isolated = isolate(self.con, prepared.raws, self.topics, error)
+                parts = isolated.applied
+                isolated_rejects = len(isolated.rejected)
+                for reject in isolated.rejected:
+                    self.stats.count_records(self.labels.get(reject.topic, "other"), "rejected", 1)
+                    log.warning(
+                        "%s[%d]@%d stored in sink_rejects: %s",
+                        reject.topic,
+                        reject.partition,
+                        reject.offset,
+                        reject.error[:300],
+                    )
             elapsed = time.perf_counter() - started
             cpu = time.thread_time() - cpu_started
-        self.stats.record_batch(elapsed, cpu, prepared.counts, prepared.rejects)
+        for part, applied in parts:
+            self._count(part, applied)
+        rejected = sum(p.rejects for p, _ in parts) + isolated_rejects
+        counts: dict[str, int] = {}
+        for part, _ in parts:
+            for kind, n in part.counts.items():
+                counts[kind] = counts.get(kind, 0) + n
+        self.stats.record_batch(elapsed, cpu, counts, rejected)
         log.debug("batch of %d records applied in %.1f ms", prepared.size, elapsed * 1000)
-        if prepared.rejects:
-            log.warning("%d undecodable records stored in sink_rejects", prepared.rejects)
+        if rejected:
+            log.warning("%d records stored in sink_rejects", rejected)
         with self.lag_lock:
             self.lag_offsets.update(prepared.next_offsets)
-        return prepared.size
+        return len(prepared.raws) or prepared.size
+
+    def _count(self, prepared: Prepared, applied: Applied) -> None:
+        """Each record of one committed (part of a) batch: stored, duplicate or rejected."""
+        count = self.stats.count_records
+        counts = prepared.counts
+        count("exceptions", "stored", applied.new_exceptions)
+        count("exceptions", "duplicate", counts.get("exceptions", 0) - applied.new_exceptions)
+        count("sends", "stored", applied.new_sends)
+        count("sends", "duplicate", counts.get("sends", 0) - applied.new_sends)
+        count("failure-windows", "stored", counts.get("failure_windows", 0))
+        count("alerts", "stored", counts.get("alerts", 0))
+        for topic, n in prepared.reject_topics.items():
+            count(self.labels.get(topic, "other"), "rejected", n)
 
     def _fetch_loop(self, ready: queue.Queue[Prepared | BaseException]) -> None:
         """The fetch thread: the only user of the consumer while the sink runs."""

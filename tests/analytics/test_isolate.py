@@ -1,0 +1,70 @@
+"""Isolating records the store refuses (real DuckDB): only the bad ones become rejects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import pyarrow as pa
+import pytest
+
+from analytics.apply import StoreBroken, isolate
+from analytics.batch import RawMessage, constraints_of, contract_violations
+from analytics.db import open_writer
+from analytics.migrations import migrate
+from groupwatch.contracts import Settings, Topics
+from groupwatch.contracts.records import ExceptionEvent, encode
+from tests.analytics import factory as f
+
+
+def raw_exceptions(topic: str, n: int) -> list[RawMessage]:
+    out = []
+    for i in range(n):
+        e = f.exception("1", "g", f"u{i}", i, f.BASE_MS + i)
+        out.append(RawMessage(topic, 0, i, encode(e)))
+    return out
+
+
+def test_only_the_bad_record_is_rejected_and_offsets_cover_all(tmp_path: Path) -> None:
+    topics = Topics.from_settings(Settings())
+    con = open_writer(tmp_path / "db.duckdb", tmp_path / "snap.duckdb", threads=1)
+    migrate(con)
+    raws = raw_exceptions(topics.exceptions, 50)
+    bad = raws[17]._replace(
+        value=raws[17].value.replace(b'"error_code":10004', b'"error_code":2147483648')
+    )
+    raws[17] = bad
+    out = isolate(con, raws, topics, ValueError("the batch failed"))
+    assert [r.offset for r in out.rejected] == [17]
+    assert con.execute("SELECT count(*) FROM exceptions").fetchall() == [(49,)]
+    assert con.execute('SELECT "offset", raw FROM sink_rejects').fetchall() == [(17, bad.value)]
+    assert con.execute("SELECT next_offset FROM kafka_offsets").fetchall() == [(50,)]
+
+
+def test_a_broken_store_stops_instead_of_rejecting(tmp_path: Path) -> None:
+    topics = Topics.from_settings(Settings())
+    con = open_writer(tmp_path / "db.duckdb", tmp_path / "snap.duckdb", threads=1)
+    migrate(con)
+    con.execute("DROP VIEW IF EXISTS exceptions_by_minute")
+    con.execute("ALTER TABLE exceptions RENAME TO gone")  # every insert now fails
+    with pytest.raises(StoreBroken, match="control record"):
+        isolate(con, raw_exceptions(topics.exceptions, 4), topics, ValueError("failed"))
+    assert con.execute("SELECT count(*) FROM sink_rejects").fetchall() == [(0,)]
+
+
+def test_the_fast_path_honours_the_contracts_constraints() -> None:
+    class Ranged(msgspec.Struct):
+        n: Annotated[int, msgspec.Meta(ge=0, le=10)]
+        s: Annotated[str, msgspec.Meta(min_length=1, max_length=3)] | None = None
+        items: Annotated[
+            list[Annotated[str, msgspec.Meta(max_length=2)]], msgspec.Meta(max_length=2)
+        ] = []
+
+    checks = constraints_of(Ranged)
+    ok = pa.table({"n": [0, 10], "s": ["a", None], "items": [["ab"], []]})
+    assert contract_violations(ok, checks) == []
+    bad = pa.table({"n": [11, 0], "s": ["", "abcd"], "items": [["abc"], ["a", "b", "c"]]})
+    assert contract_violations(bad, checks) == ["n", "s", "items", "items"]
+    # the real contract only uses constraint kinds the fast path can check
+    constraints_of(ExceptionEvent)

@@ -32,6 +32,7 @@ from analytics.metrics import SinkStats
 from analytics.migrations import migrate
 from analytics.server import QueryServer, create_app
 from analytics.snapshot import Snapshotter, take_snapshot
+from analytics.worker import ForkGate, Limits
 from groupwatch.contracts import Settings, Topics
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,13 @@ class Sink:
             settings.snapshot_path,
             threads=writer_threads(settings.sink_duckdb_threads),
             checkpoint_mb=settings.sink_checkpoint_mb,
+            lock=False,  # each served query's worker sets its limits, then locks its copy
         )
         migrate(self.con)
-        # Served queries and snapshots use cursors of this connection, never self.con.
+        # Served queries (forked, analytics/worker.py) and snapshots use cursors of this
+        # connection, never self.con. Every thread that enters DuckDB holds gate.shared;
+        # a served query forks under gate.exclusive.
+        self.gate = ForkGate()
         self.reader_parent = self.con.cursor()
         self.offsets_reader = self.con.cursor()
         self.apply_lock = threading.Lock()
@@ -104,11 +109,20 @@ class Sink:
         self.lag_lock = threading.Lock()  # lag_offsets: written by apply, read by fetch
         self.server: QueryServer | None = None
         if serve:
+            limits = Limits(
+                timeout_s=settings.query_timeout_seconds,
+                max_rows=settings.query_max_rows,
+                memory_mb=settings.query_memory_mb,
+                max_response_bytes=settings.query_max_response_bytes,
+                temp_mb=0,  # the temp dir is the writer's: a forked query never spills
+            )
             app = create_app(
                 self.reader_parent,
                 self.stats,
-                settings.query_timeout_seconds,
-                settings.query_max_rows,
+                limits,
+                self.gate.exclusive,
+                [*settings.query_allowed_hosts, settings.query_host],
+                settings.query_max_body_bytes,
             )
             self.server = QueryServer(app, settings.query_host, settings.query_port)
         self.snapshotter: Snapshotter | None = None
@@ -118,6 +132,7 @@ class Sink:
                 settings.snapshot_path,
                 settings.snapshot_interval_seconds,
                 self.stats,
+                self.gate.shared,
             )
         self.consumer = Consumer(
             {
@@ -150,7 +165,7 @@ class Sink:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Under the apply lock: no batch is half-applied while the stored offsets are read,
         # and a batch fetched before this assignment (older generation) is never applied.
-        with self.apply_lock:
+        with self.apply_lock, self.gate.shared():
             self.generation += 1
             stored = stored_offsets(self.offsets_reader)
         self.positions = dict(stored)
@@ -221,7 +236,7 @@ class Sink:
     # --- one transaction per batch ------------------------------------------------------
     def apply_once(self, prepared: Prepared) -> int:
         """Apply one prepared batch with its offsets; returns the records applied."""
-        with self.apply_lock:
+        with self.apply_lock, self.gate.shared():
             if prepared.generation != self.generation:
                 return 0  # fetched before a reassignment; re-read from the stored offsets
             started, cpu_started = time.perf_counter(), time.thread_time()
@@ -343,7 +358,7 @@ class Sink:
                     last_gc = time.monotonic()
                 if time.monotonic() - last_prune >= PRUNE_EVERY_SECONDS:
                     last_prune = time.monotonic()
-                    with self.apply_lock:
+                    with self.apply_lock, self.gate.shared():
                         forgotten = prune_send_ids(self.con)
                     log.info("forgot %d send ids older than the dedup retention", forgotten)
                 if time.monotonic() - last_log >= 10:
@@ -385,9 +400,10 @@ class Sink:
             self.consumer.close()
         except Exception as exc:
             log.debug("consumer close: %s", exc)
-        if self.snapshotter is not None:
+        if self.snapshotter is not None:  # (a forked query still running has its own copy)
             try:
-                take_snapshot(self.reader_parent.cursor(), self.settings.snapshot_path)
+                with self.gate.shared():
+                    take_snapshot(self.reader_parent.cursor(), self.settings.snapshot_path)
             except duckdb.Error:
                 log.exception("final snapshot failed")
         self.con.close()

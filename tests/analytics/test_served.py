@@ -255,6 +255,7 @@ def test_a_huge_scalar_is_stopped_and_the_sink_stays_small(running_sink: SinkPro
         assert answer["kind"] in ("timeout", "too_large"), answer
         assert "MiB of memory" in answer["error"] or "timeout" in answer["error"]
         assert elapsed < settings.query_timeout_seconds + 5, elapsed
+        print(f"{fmt}: {answer} in {elapsed:.2f} s, sink peak RSS {rss.peak / 2**20:.0f} MiB")
         assert 0 < rss.peak < 2 * 1024**3, rss.peak
         assert running_sink.sql("SELECT 42 AS answer")["rows"] == [[42]]
     assert running_sink.sql("SELECT count(*) > 0 FROM exceptions")["rows"] == [[True]]

@@ -132,7 +132,7 @@ class Sink:
                 settings.snapshot_path,
                 settings.snapshot_interval_seconds,
                 self.stats,
-                self.gate.shared,
+                self.gate.long,
             )
         self.consumer = Consumer(
             {
@@ -402,7 +402,7 @@ class Sink:
             log.debug("consumer close: %s", exc)
         if self.snapshotter is not None:  # (a forked query still running has its own copy)
             try:
-                with self.gate.shared():
+                with self.gate.long():
                     take_snapshot(self.reader_parent.cursor(), self.settings.snapshot_path)
             except duckdb.Error:
                 log.exception("final snapshot failed")

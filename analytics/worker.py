@@ -23,6 +23,7 @@ holds would stay locked in the child): every DuckDB user of the parent holds
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import select
 import signal
@@ -42,6 +43,7 @@ from analytics.served import QueryFailed, QueryTimeout
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 POLL_SECONDS = 0.01
+PR_SET_PDEATHSIG = 1
 
 
 class QueryTooLarge(QueryFailed):
@@ -74,28 +76,38 @@ class Answer:
 class ForkGate:
     """Shared holds (threads inside DuckDB) exclude the one exclusive hold (a fork).
 
-    A pending fork lets no new shared hold in, so a busy writer cannot starve it; it
-    waits for the holds already in (a batch, a snapshot).
+    Short holds are the writer's (one batch, the offsets read, a prune); long ones are
+    snapshots (seconds). A pending fork lets no new hold in, so a busy writer cannot
+    starve it, except that while a snapshot runs (the fork must wait for it anyway) the
+    writer's short holds still get in: a query waits at most one snapshot, the writer
+    at most one fork.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._shared = 0
+        self._long = 0
         self._exclusive = False
         self._waiting = 0
 
     @contextlib.contextmanager
-    def shared(self) -> Iterator[None]:
+    def shared(self, long: bool = False) -> Iterator[None]:
         with self._cond:
-            while self._exclusive or self._waiting:
+            while self._exclusive or (self._waiting and (long or not self._long)):
                 self._cond.wait()
             self._shared += 1
+            self._long += long
         try:
             yield
         finally:
             with self._cond:
                 self._shared -= 1
+                self._long -= long
                 self._cond.notify_all()
+
+    def long(self) -> AbstractContextManager[None]:
+        """A snapshot's hold."""
+        return self.shared(long=True)
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -139,6 +151,19 @@ def _rss_kb(pid: int) -> int:
     except (OSError, ValueError):
         pass
     return 0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this child when the thread that forked it dies (Linux), e.g. a killed sink.
+
+    Otherwise a statement that ignores interrupts would outlive a SIGKILLed sink, keep
+    running to its end and hold the sink's listening socket (a restart could not bind).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl
+        os._exit(1)
 
 
 def _child(parent: duckdb.DuckDBPyConnection, sql: str, fmt: str, limits: Limits, out: int) -> None:
@@ -197,9 +222,11 @@ def run_forked(
     started = time.monotonic()
     read_end, write_end = os.pipe()
     baseline_kb = _rss_kb(os.getpid())
+    parent_pid = os.getpid()
     with gate() if gate is not None else contextlib.nullcontext():
         pid = os.fork()
     if pid == 0:  # the child
+        _die_with_parent(parent_pid)
         os.close(read_end)
         _child(parent, statement, fmt, limits, write_end)
     os.close(write_end)

@@ -25,10 +25,12 @@ stored.
 
 A batch the store refuses (``isolate``): if building its Arrow tables or its transaction
 fails with an error that can be the data's (see ``_never_data``), its messages are
-bisected, each half re-collated and applied on its own, until the failing part is one
-record. That record is stored in ``sink_rejects`` (with its offset, in one transaction)
-only if a *control* record of the same topic (a fixed valid record) passes the very same
-path right then, in a transaction that is rolled back. If the control fails too, the
+bisected, each half re-collated and built (then the good ones applied in one
+transaction), or, for a failing transaction, applied on its own, until the failing part
+is one record. That record is stored in ``sink_rejects`` (with its offset) only if a
+*control* record of the same topic (a fixed valid record) passes the very same path
+(built and applied in a transaction that is rolled back) at the first such record of
+the topic in that isolation. If the control fails too, the
 fault is the database's or the code's, not the record's: ``StoreBroken`` stops the sink
 loudly instead of turning every record into a reject.
 """
@@ -40,6 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import duckdb
+import msgspec
 import pyarrow as pa
 
 from analytics import batch as b
@@ -49,6 +52,7 @@ from groupwatch.contracts.records import (
     ExceptionEvent,
     FailureWindow,
     SendEvent,
+    decode,
     encode,
 )
 
@@ -356,7 +360,8 @@ def _controls(topics: Topics) -> dict[str, bytes]:
 
 @dataclass
 class Isolated:
-    """The outcome of isolating a refused batch: what was applied, and the rejects."""
+    """The outcome of isolating a refused batch: every transaction applied (rejects
+    included, in their ``Prepared``), and the records it rejected itself."""
 
     applied: list[tuple[b.Prepared, Applied]] = field(default_factory=list)
     rejected: list[b.Reject] = field(default_factory=list)
@@ -374,68 +379,137 @@ def isolate(
 ) -> Isolated:
     """Apply ``raws`` (which failed as one batch with ``error``), bisecting to the bad ones.
 
-    Halves are applied in order, so each partition's stored offset only moves forward
-    over records that are stored or rejected. Raises ``error`` itself if it is never the
-    data's fault, and ``StoreBroken`` if a control record fails where a record did.
+    First without the database: when building the batch's tables fails, halves are built
+    (not applied) down to the records that cannot be built; the rest and those rejects
+    are then applied as one transaction. When the transaction itself fails, halves are
+    applied in order, so each partition's stored offset only moves forward over records
+    stored or rejected. Raises ``error`` itself if it is never the data's fault, and
+    ``StoreBroken`` if a control record fails where a record did.
     """
     if _never_data(error):
         raise error
-    out = Isolated()
-    controls = _controls(topics)
-    _bisect(con, list(raws), topics, error, controls, out)
-    return out
-
-
-def _attempt(
-    con: duckdb.DuckDBPyConnection, raws: Sequence[b.RawMessage], topics: Topics, commit: bool
-) -> tuple[b.Prepared, Applied]:
-    prepared = b.prepare(b.collate(raws, topics))
-    return prepared, apply_batch(con, prepared, commit=commit)
-
-
-def _bisect(
-    con: duckdb.DuckDBPyConnection,
-    raws: list[b.RawMessage],
-    topics: Topics,
-    error: BaseException,
-    controls: dict[str, bytes],
-    out: Isolated,
-) -> None:
-    if len(raws) == 1:
-        _reject_one(con, raws[0], topics, error, controls, out)
-        return
-    middle = len(raws) // 2
-    for half in (raws[:middle], raws[middle:]):
+    iso = _Isolation(con, topics)
+    raws = list(raws)
+    try:
+        b.prepare(b.collate(raws, topics))
+    except Exception as exc:
+        if _never_data(exc):
+            raise
+        good: list[b.RawMessage] = []
+        rejects: list[b.Reject] = []
+        iso.split_unbuildable(iso.screen(raws, exc, rejects), exc, good, rejects)
+        rejects.sort(key=lambda r: (r.topic, r.partition, r.offset))
+        batch = b.collate(good, topics)
+        batch.rejects.extend(rejects)
+        batch.next_offsets = b.next_offsets_of(raws)
+        prepared = b.prepare(batch)
         try:
-            out.applied.append(_attempt(con, half, topics, commit=True))
-        except Exception as exc:
-            if _never_data(exc):
+            iso.out.applied.append((prepared, apply_batch(con, prepared)))
+            iso.out.rejected.extend(rejects)
+            return iso.out
+        except Exception as exc2:  # rolled back: isolate in the database, record by record
+            if _never_data(exc2):
                 raise
-            _bisect(con, half, topics, exc, controls, out)
+            error = exc2
+    iso.bisect(raws, error)
+    return iso.out
 
 
-def _reject_one(
-    con: duckdb.DuckDBPyConnection,
-    raw: b.RawMessage,
-    topics: Topics,
-    error: BaseException,
-    controls: dict[str, bytes],
-    out: Isolated,
-) -> None:
-    control = controls.get(raw.topic)
-    if control is not None:
+class _Isolation:
+    def __init__(self, con: duckdb.DuckDBPyConnection, topics: Topics) -> None:
+        self.con, self.topics = con, topics
+        self.controls = _controls(topics)
+        self.controlled: set[str] = set()  # topics whose control passed in this isolation
+        self.out = Isolated()
+
+    def attempt(self, raws: Sequence[b.RawMessage], commit: bool) -> tuple[b.Prepared, Applied]:
+        prepared = b.prepare(b.collate(raws, self.topics))
+        return prepared, apply_batch(self.con, prepared, commit=commit)
+
+    def control(self, raw: b.RawMessage, error: BaseException) -> None:
+        """Raise StoreBroken unless a valid record of ``raw``'s topic passes the same path."""
+        control = self.controls.get(raw.topic)
+        if control is None or raw.topic in self.controlled:
+            return
         try:
-            _attempt(con, [b.RawMessage(raw.topic, raw.partition, 0, control)], topics, False)
+            self.attempt([b.RawMessage(raw.topic, raw.partition, 0, control)], commit=False)
         except Exception as exc:
             raise StoreBroken(
                 f"{raw.topic}[{raw.partition}]@{raw.offset} failed ({_describe(error)}) and so "
                 f"did a known-good control record ({type(exc).__name__}: {exc}): the "
-                "database, not the record, is at fault"
+                "database or the sink, not the record, is at fault"
             ) from exc
-    reject = b.Reject(raw.topic, raw.partition, raw.offset, _describe(error), raw.value)
-    batch = b.Batch(rejects=[reject], next_offsets={(raw.topic, raw.partition): raw.offset + 1})
-    apply_batch(con, b.prepare(batch))  # a failure here is the store's: it propagates
-    out.rejected.append(reject)
+        self.controlled.add(raw.topic)
+
+    def screen(
+        self, raws: list[b.RawMessage], error: BaseException, rejects: list[b.Reject]
+    ) -> list[b.RawMessage]:
+        """The records without a value their column cannot hold (``unstorable_reason``,
+        checked in Python: microseconds a record, where building each alone costs a
+        millisecond); the others go to ``rejects``."""
+        kept: list[b.RawMessage] = []
+        errors = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
+        for raw in raws:
+            kind = b.record_type(self.topics, raw.topic)
+            reason = None
+            if kind is not None and raw.value is not None:
+                with contextlib.suppress(*errors):  # undecodable: collate rejects it
+                    reason = b.unstorable_reason(decode(raw.value, kind))
+            if reason is None:
+                kept.append(raw)
+                continue
+            self.control(raw, error)
+            message = f"cannot be stored: {reason}"
+            rejects.append(b.Reject(raw.topic, raw.partition, raw.offset, message, raw.value))
+        return kept
+
+    def split_unbuildable(
+        self,
+        raws: list[b.RawMessage],
+        error: BaseException,
+        good: list[b.RawMessage],
+        rejects: list[b.Reject],
+    ) -> None:
+        """Sort ``raws`` (in order) into those whose tables can be built and rejects."""
+        if len(raws) == 1:
+            self.control(raws[0], error)
+            raw = raws[0]
+            rejects.append(
+                b.Reject(raw.topic, raw.partition, raw.offset, _describe(error), raw.value)
+            )
+            return
+        middle = len(raws) // 2
+        for half in (raws[:middle], raws[middle:]):
+            try:
+                b.prepare(b.collate(half, self.topics))
+                good.extend(half)
+            except Exception as exc:
+                if _never_data(exc):
+                    raise
+                self.split_unbuildable(half, exc, good, rejects)
+
+    def bisect(self, raws: list[b.RawMessage], error: BaseException) -> None:
+        if len(raws) == 1:
+            self.reject_one(raws[0], error)
+            return
+        middle = len(raws) // 2
+        for half in (raws[:middle], raws[middle:]):
+            try:
+                self.out.applied.append(self.attempt(half, commit=True))
+            except Exception as exc:
+                if _never_data(exc):
+                    raise
+                self.bisect(half, exc)
+
+    def reject_one(self, raw: b.RawMessage, error: BaseException) -> None:
+        self.control(raw, error)
+        reject = b.Reject(raw.topic, raw.partition, raw.offset, _describe(error), raw.value)
+        key = (raw.topic, raw.partition)
+        batch = b.Batch(rejects=[reject], next_offsets={key: raw.offset + 1})
+        prepared = b.prepare(batch)
+        # a failure here is the store's: it propagates
+        self.out.applied.append((prepared, apply_batch(self.con, prepared)))
+        self.out.rejected.append(reject)
 
 
 # Sends are de-duplicated by event_id within this much event time (duplicates come from

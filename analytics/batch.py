@@ -147,7 +147,8 @@ def collate(messages: Iterable[RawMessage], topics: Topics) -> Batch:
     if pending:
         # pending holds no tombstones (rejected above): every value is bytes
         values = cast(list[bytes], [m.value for m in pending])
-        batch.exception_table = exceptions_from_json(values)
+        if len(values) >= JSON_FAST_PATH_MIN_ROWS:
+            batch.exception_table = exceptions_from_json(values)
         if batch.exception_table is None:
             for (topic, partition, offset, _), value in zip(pending, values, strict=True):
                 try:
@@ -219,6 +220,10 @@ _EXC_NOT_NULL = (
     "extra",
 )
 _CATEGORY_SET = pa.array(CATEGORIES, pa.string())
+# Arrow's JSON reader costs ~1.6 ms per call whatever the size: fewer raw exceptions than
+# this are decoded with the contract (the same result, faster; isolating a bad record
+# re-collates many small parts, analytics/apply.py)
+JSON_FAST_PATH_MIN_ROWS = 64
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -344,6 +349,49 @@ def contract_violations(table: pa.Table, checks: list[_Check]) -> list[str]:
 
 
 _EXC_CONSTRAINTS = constraints_of(ExceptionEvent)
+
+
+_INT32_FIELDS = frozenset({"error_code"})
+# the fields a record type stores, where not all (``sends_table``); keep them in step
+_STORED_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    SendEvent: ("event_id", "sdkappid", "group_id", "event_time_ms"),
+}
+
+
+def unstorable_reason(record: msgspec.Struct) -> str | None:
+    """Why a decoded record cannot be stored (a value its column cannot hold), or None.
+
+    The same limits as the tables (int32 error codes, int64 integers, timestamps within
+    TS_MIN/MAX_MS), checked in Python record by record: how the sink finds the bad
+    records of a batch whose tables could not be built without building each one.
+    """
+    for name in _STORED_FIELDS.get(type(record), record.__struct_fields__):
+        value = getattr(record, name)
+        if name == "top_error_codes":
+            for count in value:
+                if not -(2**31) <= count.error_code < 2**31:
+                    return f"top_error_codes: error_code {count.error_code} is outside 32 bits"
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            continue
+        if name.endswith("_ms"):
+            if not TS_MIN_MS <= value <= TS_MAX_MS:
+                return f"{name} {value} is outside years 1..9999"
+        elif name in _INT32_FIELDS:
+            if not -(2**31) <= value < 2**31:
+                return f"{name} {value} is outside 32 bits"
+        elif not -(2**63) <= value < 2**63:
+            return f"{name} {value} is outside 64 bits"
+    return None
+
+
+def record_type(topics: Topics, topic: str) -> type[Any] | None:
+    return {
+        topics.exceptions: ExceptionEvent,
+        topics.sends: SendEvent,
+        topics.failure_windows: FailureWindow,
+        topics.alerts: Alert,
+    }.get(topic)
 
 
 def check_storable(name: str, table: pa.Table) -> None:

@@ -241,7 +241,6 @@ class Sink:
                 return 0  # fetched before a reassignment; re-read from the stored offsets
             started, cpu_started = time.perf_counter(), time.thread_time()
             parts: list[tuple[Prepared, Applied]] = []
-            isolated_rejects = 0
             error = prepared.failure
             if error is None:
                 try:
@@ -256,10 +255,8 @@ class Sink:
                     str(error)[:300],
                 )
                 isolated = isolate(self.con, prepared.raws, self.topics, error)
-                parts = isolated.applied
-                isolated_rejects = len(isolated.rejected)
+                parts = isolated.applied  # its rejects are counted with these parts
                 for reject in isolated.rejected:
-                    self.stats.count_records(self.labels.get(reject.topic, "other"), "rejected", 1)
                     log.warning(
                         "%s[%d]@%d stored in sink_rejects: %s",
                         reject.topic,
@@ -271,7 +268,7 @@ class Sink:
             cpu = time.thread_time() - cpu_started
         for part, applied in parts:
             self._count(part, applied)
-        rejected = sum(p.rejects for p, _ in parts) + isolated_rejects
+        rejected = sum(p.rejects for p, _ in parts)
         counts: dict[str, int] = {}
         for part, _ in parts:
             for kind, n in part.counts.items():

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import duckdb
 import msgspec
 import pyarrow as pa
 import pytest
 
 from analytics.apply import StoreBroken, isolate
-from analytics.batch import RawMessage, constraints_of, contract_violations
+from analytics.batch import RawMessage, constraints_of, contract_violations, unstorable_reason
 from analytics.db import open_writer
 from analytics.migrations import migrate
 from groupwatch.contracts import Settings, Topics
@@ -69,3 +70,53 @@ def test_the_fast_path_honours_the_contracts_constraints() -> None:
     assert contract_violations(bad, checks) == ["n", "s", "items", "items"]
     # the real contract only uses constraint kinds the fast path can check
     constraints_of(ExceptionEvent)
+
+
+def test_a_record_the_database_refuses_is_isolated_in_the_database(tmp_path: Path) -> None:
+    topics = Topics.from_settings(Settings())
+    con = open_writer(tmp_path / "db.duckdb", tmp_path / "snap.duckdb", threads=1)
+    migrate(con)
+    # a constraint only the database checks: every stage before it accepts the record
+    con.execute("ALTER TABLE exceptions ALTER COLUMN error_info SET NOT NULL")
+    raws = raw_exceptions(topics.exceptions, 40)
+    for i in (3, 30):
+        raws[i] = raws[i]._replace(
+            value=raws[i].value.replace(b'"error_info":"error 10004"', b'"error_info":null')
+        )
+    out = isolate(con, raws, topics, duckdb.ConstraintException("NOT NULL"))
+    assert [r.offset for r in out.rejected] == [3, 30]
+    assert all("ConstraintException" in r.error for r in out.rejected)
+    assert con.execute("SELECT count(*) FROM exceptions").fetchall() == [(38,)]
+    assert con.execute("SELECT next_offset FROM kafka_offsets").fetchall() == [(40,)]
+
+
+def test_a_batch_of_only_unbuildable_records_costs_one_transaction(tmp_path: Path) -> None:
+    topics = Topics.from_settings(Settings())
+    con = open_writer(tmp_path / "db.duckdb", tmp_path / "snap.duckdb", threads=1)
+    migrate(con)
+    raws = raw_exceptions(topics.exceptions, 2000)
+    raws = [
+        r._replace(value=r.value.replace(b'"event_time_ms":', b'"event_time_ms":99')) for r in raws
+    ]
+    out = isolate(con, raws, topics, ValueError("the batch failed"))
+    assert con.execute("SELECT count(*) FROM sink_rejects").fetchall() == [(2000,)]
+    # every reject in one transaction with the offsets (two halves when the contract
+    # itself refuses such times: then the whole batch builds)
+    assert len(out.applied) <= 2
+    assert con.execute("SELECT next_offset FROM kafka_offsets").fetchall() == [(2000,)]
+
+
+def test_the_python_screen_checks_what_the_tables_store() -> None:
+    from analytics.batch import _STORED_FIELDS, sends_table
+    from groupwatch.contracts.records import SendEvent
+
+    send = f.send("1", "g", "u", 1, f.BASE_MS)
+    columns = set(sends_table([send]).column_names) - {"seq"}
+    stored = {"event_time" if n == "event_time_ms" else n for n in _STORED_FIELDS[SendEvent]}
+    assert columns == stored
+    # a send's random and receive time are not stored: no reason to refuse them
+    odd = SendEvent(**{**msgspec.structs.asdict(send), "random": 2**70, "received_at_ms": 2**62})
+    assert unstorable_reason(odd) is None
+    assert "outside years" in str(
+        unstorable_reason(msgspec.structs.replace(send, event_time_ms=2**62))
+    )

@@ -120,3 +120,15 @@ def test_the_python_screen_checks_what_the_tables_store() -> None:
     assert "outside years" in str(
         unstorable_reason(msgspec.structs.replace(send, event_time_ms=2**62))
     )
+
+
+def test_every_control_record_is_valid_under_the_contract() -> None:
+    from analytics.apply import _controls
+    from analytics.batch import record_type
+
+    topics = Topics.from_settings(Settings())
+    for topic, raw in _controls(topics).items():
+        kind = record_type(topics, topic)
+        assert kind is not None
+        record = msgspec.json.decode(raw, type=kind)
+        assert unstorable_reason(record) is None, topic

@@ -46,6 +46,18 @@ POLL_SECONDS = 0.01
 PR_SET_PDEATHSIG = 1
 
 
+def _find_prctl() -> Any:
+    # resolved here, not in the child: loading a library after a fork could wait forever
+    # on a loader lock another thread of the parent held at the fork
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_PRCTL = _find_prctl()
+
+
 class QueryTooLarge(QueryFailed):
     """The statement's memory or its answer grew beyond the configured limit."""
 
@@ -159,9 +171,8 @@ def _die_with_parent(parent_pid: int) -> None:
     Otherwise a statement that ignores interrupts would outlive a SIGKILLed sink, keep
     running to its end and hold the sink's listening socket (a restart could not bind).
     """
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before prctl
         os._exit(1)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -23,7 +25,7 @@ from tests.analytics.sinkproc import GROUPWATCH, SinkProcess
 from tests.analytics.test_sink import sink_settings
 from tests.analytics.workload import make_workload
 from tests.kafka_helpers import produce
-from tests.processes import settings_env
+from tests.processes import children, settings_env
 
 pytestmark = pytest.mark.kafka
 
@@ -295,3 +297,33 @@ def test_request_and_answer_caps_and_the_host_check(running_sink: SinkProcess) -
         assert resp.status_code == 413, resp.text
         assert "larger than 2000000 bytes" in resp.json()["error"]
     assert running_sink.sql("SELECT 42 AS answer")["rows"] == [[42]]
+
+
+@pytest.mark.slow
+def test_a_query_worker_dies_with_a_killed_sink_and_the_restart_binds(
+    running_sink: SinkProcess, tmp_path: Path
+) -> None:
+    settings = running_sink.settings
+    endless = "SELECT count(*) FROM range(1000000000000) a, range(10) b"
+
+    def ask() -> None:
+        with contextlib.suppress(requests.RequestException):  # the sink dies meanwhile
+            requests.post(f"{running_sink.url}/query", json={"sql": endless}, timeout=30)
+
+    asker = threading.Thread(target=ask, daemon=True)
+    asker.start()
+    deadline = time.monotonic() + 10
+    while not (workers := children(running_sink.pid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert workers, "no query worker appeared"
+    os.kill(running_sink.pid, signal.SIGKILL)  # the sink alone, not its process group
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{w}").exists() for w in workers), "a worker outlived the sink"
+    again = SinkProcess(settings, tmp_path / "sink-again.log").start()
+    try:
+        again.wait_caught_up()
+        assert again.sql("SELECT 42 AS answer")["rows"] == [[42]]
+    finally:
+        again.stop()

@@ -15,6 +15,7 @@ from groupwatch.broker.jars import JarResolutionError
 from groupwatch.broker.prerequisites import PrerequisiteMissing
 from groupwatch.broker.server import BrokerError, LocalKafka
 from groupwatch.contracts import Settings, Topics, load_settings
+from groupwatch.contracts.startup import BrokerNotReady
 from groupwatch.errors import clear_errors
 from groupwatch.up.demo import DemoApp, ensure_demo_app, stage_environment
 from groupwatch.up.supervisor import Component, Supervisor, groupwatch_argv
@@ -33,7 +34,9 @@ def _available(cli_names: set[str]) -> list[tuple[str, list[str]]]:
 
 @click.command()
 @click.pass_context
-@clear_errors(BrokerError, PrerequisiteMissing, JarResolutionError, TopicMismatchError)
+@clear_errors(
+    BrokerError, PrerequisiteMissing, JarResolutionError, TopicMismatchError, BrokerNotReady
+)
 def up(ctx: click.Context) -> None:
     """Start the native stack in order and keep it running until Ctrl-C (SIGINT/SIGTERM).
 

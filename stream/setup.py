@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from groupwatch.contracts import Settings, Topics
-from groupwatch.contracts.startup import list_topics, until_ready, wait_for_leaders
+from groupwatch.contracts.startup import QUIET_CLIENT, list_topics, until_ready, wait_for_leaders
 
 
 class StreamSetupError(RuntimeError):
@@ -27,7 +27,7 @@ def ticks_topic(settings: Settings) -> str:
 def check_topics(settings: Settings, timeout: float = 20.0) -> None:
     """Input topics must exist with GROUPWATCH_PARTITIONS; create the ticks topic."""
     topics = Topics.from_settings(settings)
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **QUIET_CLIENT})
     meta = list_topics(admin, settings)
     wanted = [
         topics.exceptions,
@@ -78,6 +78,7 @@ def topics_seen(settings: Settings, timeout: float = 10.0) -> dict[int, dict[str
         {
             "bootstrap.servers": settings.bootstrap_servers,
             "group.id": f"{settings.stream_app_id}-probe",
+            **QUIET_CLIENT,
         }
     )
 

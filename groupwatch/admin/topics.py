@@ -10,6 +10,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from groupwatch.contracts import Settings, TopicSpec, topic_specs
 from groupwatch.contracts.startup import (
+    QUIET_CLIENT,
     is_transient,
     list_topics,
     until_ready,
@@ -30,7 +31,7 @@ class TopicResult:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    return AdminClient({"bootstrap.servers": settings.bootstrap_servers, **QUIET_CLIENT})
 
 
 def create_topics(settings: Settings, timeout: float | None = None) -> list[TopicResult]:

@@ -44,6 +44,11 @@ BACKOFF_JITTER_S = 0.1
 # one attempt's own timeout (a metadata request to a broker that is not up yet, ...)
 ATTEMPT_TIMEOUT_S = 5.0
 MIN_ATTEMPT_TIMEOUT_S = 0.5
+WARN_EVERY_S = 10.0
+# Clients used only at start: librdkafka's own log lines (a "Connect ... failed" every
+# reconnect while the broker is not up) would bury the one sentence; what they say is in
+# the retry's log lines and its final error.
+QUIET_CLIENT: dict[str, int] = {"log_level": 2}
 
 # Codes that pass by themselves while a broker or a new topic settles. librdkafka flags
 # only some of them ``retriable()`` (a watermark query answered NOT_LEADER_FOR_PARTITION
@@ -137,13 +142,23 @@ def until_ready(
         remaining = deadline - time.monotonic()
         return call(max(MIN_ATTEMPT_TIMEOUT_S, min(ATTEMPT_TIMEOUT_S, remaining)))
 
+    started = time.monotonic()
+    warned = started
+
     def note(state: RetryCallState) -> None:
+        # every attempt at INFO; a WARNING (shown by default) at most every WARN_EVERY_S
+        nonlocal warned
         outcome = state.outcome
         exc = outcome.exception() if outcome is not None else None
-        level = logging.INFO if state.attempt_number <= 3 else logging.WARNING
+        now = time.monotonic()
+        level = logging.INFO
+        if now - warned >= WARN_EVERY_S:
+            level, warned = logging.WARNING, now
         log.log(
             level,
-            "Kafka not ready yet (%s, attempt %d): %s",
+            "Kafka at %s not ready yet after %.0f s (%s, attempt %d): %s",
+            settings.bootstrap_servers,
+            now - started,
             what,
             state.attempt_number,
             _reason(exc),

@@ -257,6 +257,8 @@ def _first_run(home: Path, where: str) -> None:
         assert status == 200, detail("sink")
         assert "exited with code" not in output.text(), where
 
+        _banner_commands_work_as_printed(out, home, env, where)
+
         broker = re.search(r"kafka: started .*\(KRaft, pid (\d+)\)", out)
         assert broker is not None, out
         stages = [int(p) for p in re.findall(r"started \w+ \(pid (\d+)\)", out)]
@@ -280,3 +282,40 @@ def _first_run(home: Path, where: str) -> None:
             os.killpg(pgid, 0)
     left = subprocess.run(["pgrep", "-f", str(home)], capture_output=True, text=True, check=False)
     assert left.stdout.split() == [], f"{where}: left {left.stdout}"
+
+
+def _banner_commands_work_as_printed(
+    banner: str, home: Path, env: dict[str, str], where: str
+) -> None:
+    """The banner's query, report (and kcat, when installed) lines, pasted into another
+    shell of the same directory that has none of this stack's GROUPWATCH_* settings."""
+    import shutil
+
+    shell_env = {k: v for k, v in env.items() if not k.startswith("GROUPWATCH_")}
+    labels = ["query trends:", "report:"]
+    if shutil.which("kcat"):
+        labels.append("check the broker by hand:")
+    for label in labels:
+        line = next(ln for ln in banner.splitlines() if ln.strip().startswith(label))
+        command = line.split(label, 1)[1].strip()
+        done = subprocess.run(
+            ["bash", "-c", command],
+            env=shell_env,
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0 and "Error" not in done.stderr, (
+            f"{where}: {command!r} -> {done.returncode}\n{done.stdout[-2000:]}{done.stderr}"
+        )
+
+
+def test_banner_client_lines_carry_non_default_settings() -> None:
+    from groupwatch.contracts import Settings
+    from groupwatch.up.commands import _client_env
+
+    assert _client_env(Settings()) == ""
+    env = _client_env(Settings(query_port=18765, duckdb_path=Path("my data/gw.duckdb")))
+    assert env == "GROUPWATCH_QUERY_PORT=18765 GROUPWATCH_DUCKDB_PATH='my data/gw.duckdb' "

@@ -131,7 +131,7 @@ def until_ready(
 ) -> T:
     """Run ``call(attempt_timeout)``, retrying transient broker conditions.
 
-    ``what`` says what is attempted ("reading the watermarks of topic X") for the error
+    ``what`` says what is attempted ("reading the end offset of X[0]") for the error
     sentence. ``timeout`` defaults to ``settings.startup_timeout_seconds``. Each attempt
     gets its own timeout, at most ``ATTEMPT_TIMEOUT_S`` and never past the deadline.
     """

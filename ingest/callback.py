@@ -30,10 +30,6 @@ from ingest.spool import Envelope
 
 log = logging.getLogger("ingest.callback")
 
-# The broker refuses record timestamps too far ahead (Kafka 4: 1 h by default); such an
-# event could never be stored, so it is rejected (and kept in the DLQ) instead.
-MAX_FUTURE_MS = 15 * 60 * 1000
-
 Handled = Literal["delivered", "spooled", "ignored"]
 ReadBody = Callable[[int], bytes]
 
@@ -110,13 +106,6 @@ class CallbackHandler:
         else:
             event = normalize_send(body, ctx)  # type: ignore[assignment]
             topic = self._topics.sends
-        if event.event_time_ms > received_at_ms + MAX_FUTURE_MS:
-            raise Rejected(
-                400,
-                "EventTime is more than 15 minutes in the future (milliseconds expected)",
-                field="EventTime",
-                dlq=True,
-            )
         return Envelope(
             topic=topic,
             key=group_key(sdkappid, event.group_id).encode(),

@@ -138,6 +138,7 @@ class ServerProcess(StageProcess):
                 "GROUPWATCH_STATE_DIR": str(settings.state_dir),
                 "GROUPWATCH_SDKAPPIDS": f"{APPID},{SIGNED_APPID}",
                 "GROUPWATCH_CALLBACK_TOKENS": f"{SIGNED_APPID}:{TOKEN}",
+                "GROUPWATCH_UNSIGNED_SDKAPPIDS": APPID,
                 "GROUPWATCH_INGEST_PORT": str(self.port),
                 "GROUPWATCH_INGEST_WORKERS": "2",
                 "GROUPWATCH_INGEST_THREADS": "8",

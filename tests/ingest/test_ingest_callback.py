@@ -108,7 +108,9 @@ def test_sends_are_published_without_content(
 def test_message_content_kept_when_enabled(
     make_client: Any, make_settings: Any, topics: Topics
 ) -> None:
-    settings = make_settings(sdkappids=[APPID], keep_message_content=True)
+    settings = make_settings(
+        sdkappids=[APPID], unsigned_sdkappids=[APPID], keep_message_content=True
+    )
     client = make_client(settings)
     assert post(client, query(), SPEC_SAMPLE).status_code == 200
     [record] = read_topic(settings, topics.exceptions, expect=1)

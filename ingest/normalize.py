@@ -115,7 +115,9 @@ def _as_int(value: Any) -> int | None:
 
 
 def _out_of_range(name: str, low: int, high: int) -> Rejected:
-    return Rejected(400, f"{name} must be between {low} and {high}", field=name, dlq=True)
+    return Rejected(
+        400, f"{name} must be an integer between {low} and {high}", field=name, dlq=True
+    )
 
 
 def _too_long(name: str, limit: int, what: str = "characters") -> Rejected:
@@ -133,15 +135,23 @@ def _required_str(body: dict[str, Any], name: str, limit: int) -> str:
     return value
 
 
+def _numeric(value: Any) -> bool:
+    """A JSON number or digit string that is no usable int64 (a float, or beyond int64)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    digits = value.removeprefix("-") if isinstance(value, str) else ""
+    return digits.isascii() and digits.isdigit()
+
+
 def _required_int(body: dict[str, Any], name: str, low: int, high: int) -> int:
     if name not in body or body[name] is None:
         raise Rejected(400, f"{name} is required", field=name, dlq=True)
     value = body[name]
     number = _as_int(value)
     if number is None:
-        if (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, str) and value.lstrip("-").isascii() and value.lstrip("-").isdigit()
-        ):
+        if _numeric(value) and not isinstance(value, float):
             raise _out_of_range(name, low, high)  # an integer beyond int64
         raise Rejected(
             400, f"{name} must be an integer or a string of digits", field=name, dlq=True
@@ -154,14 +164,18 @@ def _required_int(body: dict[str, Any], name: str, low: int, high: int) -> int:
 def _optional_int(
     body: dict[str, Any], name: str, low: int, high: int, extra: dict[str, Any] | None
 ) -> int | None:
-    """An integer field that may be absent; of another type it is kept in ``extra``."""
+    """An integer field that may be absent.
+
+    A number that is no integer within bounds (a float too: JSON integers beyond 64 bits
+    are parsed as floats) is a 400; a value of another type is kept in ``extra``.
+    """
     value = body.get(name)
     if value is None:
         return None
     number = _as_int(value)
     if number is None:
-        if isinstance(value, int) and not isinstance(value, bool):
-            raise _out_of_range(name, low, high)  # an integer beyond int64
+        if _numeric(value):
+            raise _out_of_range(name, low, high)
         if extra is not None:
             extra[name] = value
         return None

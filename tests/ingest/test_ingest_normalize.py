@@ -6,10 +6,9 @@ from typing import Any
 
 import orjson
 import pytest
-from ingest_helpers import SPEC_SAMPLE
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ingest_helpers import SPEC_SAMPLE
 
 from groupwatch.contracts import ExceptionEvent, SendEvent, decode, encode, make_event_id
 from groupwatch.contracts.records import (
@@ -192,6 +191,9 @@ OUT_OF_RANGE: list[tuple[dict[str, Any], str]] = [
     ({"Random": -1}, "Random"),
     ({"Random": str(UINT32_MAX + 1)}, "Random"),
     ({"Random": 2**64 + 1}, "Random"),
+    ({"Random": 1.8446744073709552e19}, "Random"),  # how orjson reads 2**64 + 1
+    ({"Random": 1.5}, "Random"),
+    ({"Random": "9" * 30}, "Random"),
     ({"EventTime": EPOCH_MS_MIN - 1}, "EventTime"),
     ({"EventTime": str(EPOCH_MS_MAX + 1)}, "EventTime"),
     ({"EventTime": 0}, "EventTime"),
@@ -199,6 +201,7 @@ OUT_OF_RANGE: list[tuple[dict[str, Any], str]] = [
     ({"OnlineOnlyFlag": 2}, "OnlineOnlyFlag"),
     ({"OnlineOnlyFlag": -1}, "OnlineOnlyFlag"),
     ({"OnlineOnlyFlag": "5"}, "OnlineOnlyFlag"),
+    ({"OnlineOnlyFlag": 1.0}, "OnlineOnlyFlag"),
     ({"GroupId": "g" * (GROUP_ID_MAX_CHARS + 1)}, "GroupId"),
     ({"Type": "t" * (GROUP_TYPE_MAX_CHARS + 1)}, "Type"),
     ({"From_Account": "a" * (ACCOUNT_MAX_CHARS + 1)}, "From_Account"),

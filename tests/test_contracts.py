@@ -239,3 +239,10 @@ def test_schema_files_state_the_field_ranges() -> None:
     send_props = sends["$defs"]["SendEvent"]["properties"]
     assert {"type": "integer", "minimum": 0, "maximum": 2**32 - 1} in send_props["msg_seq"]["anyOf"]
     assert send_props["event_time_ms"] == props["event_time_ms"]
+
+
+def test_unsigned_apps_and_appid_length_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROUPWATCH_UNSIGNED_SDKAPPIDS", " 1400000002 ,")
+    assert Settings().unsigned_sdkappids == ["1400000002"]
+    with pytest.raises(ValidationError, match="at most 64 characters"):
+        Settings(sdkappids=["1" * 65])

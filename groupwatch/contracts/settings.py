@@ -146,6 +146,16 @@ class Settings(BaseSettings):
     def _split_appids(cls, value: object) -> object:
         return _parse_csv(value) if isinstance(value, str) else value
 
+    @field_validator("sdkappids")
+    @classmethod
+    def _appids_fit_the_records(cls, value: list[str]) -> list[str]:
+        from groupwatch.contracts.records import SDKAPPID_MAX_CHARS
+
+        for appid in value:
+            if len(appid) > SDKAPPID_MAX_CHARS:
+                raise ValueError(f"an SdkAppid is at most {SDKAPPID_MAX_CHARS} characters long")
+        return value
+
     @field_validator("callback_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:

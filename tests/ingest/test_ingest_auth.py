@@ -154,3 +154,24 @@ def test_skew_is_configurable() -> None:
     t = str(NOW - 30)
     with pytest.raises(Rejected):
         auth(skew=10).check("2", make_sign("xxxxyyyy", t), t)
+
+
+def test_compose_requires_tokens_and_its_proof_script_passes_the_ingress_check() -> None:
+    """docker-compose.yml fails without tokens; compose-e2e.sh's defaults start the ingress."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    compose = (root / "docker-compose.yml").read_text()
+    for name in ("GROUPWATCH_SDKAPPIDS", "GROUPWATCH_CALLBACK_TOKENS"):
+        assert re.search(rf"^\s+{name}: \$\{{{name}:\?[^}}]+\}}$", compose, re.M), name
+    assert "GROUPWATCH_UNSIGNED_SDKAPPIDS: ${GROUPWATCH_UNSIGNED_SDKAPPIDS:-}" in compose
+    script = (root / "docker" / "compose-e2e.sh").read_text()
+    defaults = dict(re.findall(r'^export (GROUPWATCH_\w+)="\$\{\1:?-([^}]*)\}"$', script, re.M))
+    tokens = defaults["GROUPWATCH_CALLBACK_TOKENS"].replace("$RANDOM", "7")
+    settings = Settings(
+        sdkappids=defaults["GROUPWATCH_SDKAPPIDS"],
+        callback_tokens=tokens,
+        unsigned_sdkappids=defaults["GROUPWATCH_UNSIGNED_SDKAPPIDS"],
+    )
+    assert check_auth_settings(settings) == ["1400000002"]

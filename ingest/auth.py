@@ -46,7 +46,8 @@ def check_auth_settings(settings: Settings) -> list[str]:
     if missing:
         apps = ", ".join(missing)
         raise AuthConfigError(
-            f"SdkAppid {apps} is allowed (GROUPWATCH_SDKAPPIDS) but has no callback token: "
+            f"SdkAppid {apps} {'is' if len(missing) == 1 else 'are'} allowed "
+            "(GROUPWATCH_SDKAPPIDS) but without a callback token: "
             f"set GROUPWATCH_CALLBACK_TOKENS={missing[0]}:<token>, or accept its callbacks "
             f"unsigned with GROUPWATCH_UNSIGNED_SDKAPPIDS={','.join(missing)}."
         )

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         description='Per-app callback tokens, "appid:token,appid:token".',
         repr=False,
     )
+    unsigned_sdkappids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Allowed apps accepted without a callback token (no Sign check), comma "
+        "separated: an explicit opt-in; any other allowed app without a token stops ingest.",
+    )
     sign_max_skew_seconds: int = Field(60, ge=0, description="Max |now - RequestTime|.")
     callback_path: str = Field("/callback", description="Callback URL path (/ also accepted).")
     max_body_bytes: int = Field(65536, ge=1024, description="Largest accepted callback body.")
@@ -143,10 +148,20 @@ class Settings(BaseSettings):
     query_timeout_seconds: float = Field(10.0, gt=0, description="Served statement timeout.")
     query_max_rows: int = Field(10000, ge=1, description="Served result row cap.")
 
-    @field_validator("sdkappids", mode="before")
+    @field_validator("sdkappids", "unsigned_sdkappids", mode="before")
     @classmethod
     def _split_appids(cls, value: object) -> object:
         return _parse_csv(value) if isinstance(value, str) else value
+
+    @field_validator("sdkappids")
+    @classmethod
+    def _appids_fit_the_records(cls, value: list[str]) -> list[str]:
+        from groupwatch.contracts.records import SDKAPPID_MAX_CHARS
+
+        for appid in value:
+            if len(appid) > SDKAPPID_MAX_CHARS:
+                raise ValueError(f"an SdkAppid is at most {SDKAPPID_MAX_CHARS} characters long")
+        return value
 
     @field_validator("callback_tokens", mode="before")
     @classmethod

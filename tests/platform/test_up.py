@@ -121,6 +121,12 @@ def test_demo_app_is_generated_once_and_reused(tmp_path: Path) -> None:
     assert env["GROUPWATCH_CALLBACK_TOKENS"] == f"{first.sdkappid}:{first.token}"
     configured = Settings(state_dir=tmp_path / "gw", sdkappids=["1400000001"])
     assert "GROUPWATCH_SDKAPPIDS" not in stage_environment(configured, first, {})
+    # tokens configured for other apps: the demo app's token is added, never missing
+    other = Settings(state_dir=tmp_path / "gw", callback_tokens={"1400000009": "t9"})
+    env = stage_environment(other, first, {"GROUPWATCH_CALLBACK_TOKENS": "1400000009:t9"})
+    assert Settings(
+        sdkappids=env["GROUPWATCH_SDKAPPIDS"], callback_tokens=env["GROUPWATCH_CALLBACK_TOKENS"]
+    ).callback_tokens == {"1400000009": "t9", first.sdkappid: first.token}
 
 
 @pytest.mark.parametrize("on_path", [True, False])
@@ -319,3 +325,28 @@ def test_banner_client_lines_carry_non_default_settings() -> None:
     assert _client_env(Settings()) == ""
     env = _client_env(Settings(query_port=18765, duckdb_path=Path("my data/gw.duckdb")))
     assert env == "GROUPWATCH_QUERY_PORT=18765 GROUPWATCH_DUCKDB_PATH='my data/gw.duckdb' "
+
+
+def test_stage_logs_rotate_by_size(tmp_path: Path) -> None:
+    """A chatty stage fills at most (backups + 1) x max_bytes of log; the newest is kept."""
+    log = tmp_path / "logs" / "chatty.log"
+    script = (
+        "import sys\n"
+        "for i in range(4000):\n"
+        "    print(f'line {i:05d} ' + 'x' * 90, flush=i % 100 == 0)\n"
+        "sys.stdout.write('y' * 300000)\n"  # one giant line without a newline
+        "print('last line')\n"
+    )
+    component = Component(
+        "chatty", [sys.executable, "-c", script], log, log_max_bytes=50_000, log_backups=3
+    )
+    component.start(dict(os.environ))
+    assert component.proc is not None and component.proc.wait(60) == 0
+    assert component.stop() == 0  # joins the log reader
+    files = sorted(p.name for p in log.parent.iterdir())
+    assert files == ["chatty.log", "chatty.log.1", "chatty.log.2", "chatty.log.3"]
+    for path in log.parent.iterdir():
+        assert path.stat().st_size <= 50_000 + 64 * 1024  # at most one line past the cap
+    assert log.read_text().endswith("last line\n")
+    longest = max(len(line) for p in log.parent.iterdir() for line in p.read_bytes().split(b"\n"))
+    assert longest <= 64 * 1024  # the giant line was written in bounded pieces

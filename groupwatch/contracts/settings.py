@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     partitions: int = Field(6, ge=1, description="Partitions of every pipeline topic.")
     replication_factor: int = Field(1, ge=1, description="Replication factor of new topics.")
     retention_hours: int = Field(168, ge=1, description="Retention of event topics (hours).")
+    startup_timeout_seconds: float = Field(
+        90.0,
+        gt=0,
+        description="How long each stage, `topics create` and `up` wait out transient broker "
+        "conditions at start (not leader, coordinator loading, broker not up yet) before "
+        "failing with one sentence.",
+    )
 
     # --- Ingress -------------------------------------------------------------------
     sdkappids: Annotated[list[str], NoDecode] = Field(

@@ -138,9 +138,7 @@ def test_events_ten_minutes_ahead_never_make_on_time_events_late() -> None:
     closed = {ws: n for ws, n in expected.items() if SPEC.close_time(ws) <= T + 15 * 60 * S - S}
     assert live == closed and len(closed) >= 13
     ahead_finals = [f for f in all_finals if str(f["group_id"]).startswith("f")]
-    assert len(ahead_finals) == 60 and {f["window_start_ms"] for f in ahead_finals} == {
-        T + ahead
-    }
+    assert len(ahead_finals) == 60 and {f["window_start_ms"] for f in ahead_finals} == {T + ahead}
 
 
 def test_the_cap_follows_the_worker_clock_when_received_at_is_ahead_too() -> None:

@@ -15,7 +15,6 @@ from typing import Final
 
 import msgspec
 
-from groupwatch.contracts.keys import group_key
 from groupwatch.contracts.records import DlqRecord, ExceptionEvent, SendEvent, encode
 
 # Event and receive times: 1970-01-01 up to 2100-01-01 (UTC), in milliseconds. Window
@@ -75,19 +74,29 @@ def decode(kind: str, key: bytes | None, value: bytes | None) -> ExceptionEvent 
         raise Reject(f"not a valid {_type(kind)}: {exc}", at.group(1) if at else None) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise Reject(f"not valid UTF-8 JSON: {exc}") from None
-    _time("event_time_ms", event.event_time_ms)
-    _time("received_at_ms", event.received_at_ms)
-    if event.event_time_ms - event.received_at_ms > MAX_AHEAD_OF_RECEIVED_MS:
+    t, rcv = event.event_time_ms, event.received_at_ms
+    if not (MIN_TIME_MS <= t < MAX_TIME_MS and MIN_TIME_MS <= rcv < MAX_TIME_MS):
+        _time("event_time_ms", t)
+        _time("received_at_ms", rcv)
+    if t - rcv > MAX_AHEAD_OF_RECEIVED_MS:
         raise Reject("event_time_ms is more than 15 minutes after received_at_ms", "event_time_ms")
-    for name in ("event_id", "sdkappid", "group_id", "group_type", "from_account"):
-        _text(name, getattr(event, name))
-    if not event.event_id or not event.sdkappid or not event.group_id:
+    app, grp, eid = event.sdkappid, event.group_id, event.event_id
+    gt, sender = event.group_type, event.from_account
+    if not (
+        0 < len(eid) <= MAX_ID_CHARS
+        and 0 < len(app) <= MAX_ID_CHARS
+        and 0 < len(grp) <= MAX_ID_CHARS
+        and (gt is None or len(gt) <= MAX_ID_CHARS)
+        and (sender is None or len(sender) <= MAX_ID_CHARS)
+    ):
+        for name in ("event_id", "sdkappid", "group_id", "group_type", "from_account"):
+            _text(name, getattr(event, name))
         raise Reject("event_id, sdkappid and group_id must not be empty")
-    if isinstance(event, ExceptionEvent) and not INT32_MIN <= event.error_code <= INT32_MAX:
+    if type(event) is ExceptionEvent and not INT32_MIN <= event.error_code <= INT32_MAX:
         raise Reject(f"error_code {event.error_code} is outside 32 bits", "error_code")
     if key is None:
         raise Reject("the record has no key (expected <sdkappid>:<group_id>)")
-    if key != group_key(event.sdkappid, event.group_id).encode():
+    if key != f"{app}:{grp}".encode():  # contracts.keys.group_key, written out
         raise Reject(
             "the record's key is not <sdkappid>:<group_id> of its value"
             " (it may sit on another partition than the group's other events)"

@@ -151,6 +151,7 @@ class StreamWorker:
         }
         self._out_topics = frozenset(self._out.values())
         self._batch_lock = asyncio.Lock()  # held while a fetched batch is handled
+        self._unread_warned = False
         self._register()
         install_batch_drain(
             self.app,
@@ -264,7 +265,12 @@ class StreamWorker:
         try:
             consumer: Any = cast(Any, self.app.consumer)._thread._ensure_consumer()
             assignment = consumer._subscription.subscription.assignment
-        except Exception:
+        except AttributeError:  # other aiokafka internals: say so once, never idle-close
+            if not self._unread_warned:
+                self._unread_warned = True
+                log.warning("cannot read the consumer's positions: the idle close is off")
+            return out
+        except Exception:  # not started yet: unknown
             return out
         now = int(time.time() * 1000)
         for kind, topic in (("e", self.topics.exceptions), ("s", self.topics.sends)):

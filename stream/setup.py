@@ -35,6 +35,7 @@ def check_topics(settings: Settings, timeout: float = 20.0) -> None:
         topics.failure_windows,
         topics.late_events,
         topics.alerts,
+        topics.dlq,
     ]
     missing = [t for t in wanted if t not in meta]
     if missing:

@@ -97,7 +97,17 @@ class Settings(BaseSettings):
     window_seconds: int = Field(60, ge=1, description="Tumbling window size (event time).")
     grace_seconds: int = Field(30, ge=0, description="Grace after window end (event time).")
     idle_close_seconds: int = Field(
-        0, ge=0, description="Wall-clock close of quiet partitions' windows; 0 = off."
+        30,
+        ge=0,
+        description=(
+            "Idle allowance: an input partition with nothing unread that read nothing for this"
+            " long holds windows open only until wall clock - this; 0 = off (event time only)."
+        ),
+    )
+    max_future_seconds: int = Field(
+        5,
+        ge=0,
+        description="Stream time runs at most this far ahead of the worker's wall clock.",
     )
     update_interval_seconds: float = Field(
         5.0, ge=0, description="Min seconds between non-final updates of one window key."

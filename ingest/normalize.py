@@ -36,6 +36,7 @@ from groupwatch.contracts.records import (
     ERROR_CODE_MAX,
     ERROR_CODE_MIN,
     ERROR_INFO_MAX_CHARS,
+    EVENT_TIME_MAX_AHEAD_MS,
     GROUP_ID_MAX_CHARS,
     GROUP_TYPE_MAX_CHARS,
     MSG_BODY_MAX_ELEMENTS,
@@ -51,7 +52,7 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 # The broker refuses record timestamps too far ahead (Kafka 4: 1 h by default); such an
 # event could never be stored, so it is rejected (and kept in the DLQ) instead.
-MAX_FUTURE_MS: Final = 15 * 60 * 1000
+MAX_FUTURE_MS: Final = EVENT_TIME_MAX_AHEAD_MS
 
 EXCEPTION_FIELDS = frozenset(
     {

@@ -30,6 +30,8 @@ UINT32_MAX: Final = 2**32 - 1
 # Event and receive times: milliseconds, 2000-01-01T00:00:00Z .. 2100-01-01T00:00:00Z.
 EPOCH_MS_MIN: Final = 946_684_800_000
 EPOCH_MS_MAX: Final = 4_102_444_800_000
+# An EventTime may be at most this far after the time the ingress received the callback.
+EVENT_TIME_MAX_AHEAD_MS: Final = 15 * 60 * 1000
 # String lengths in characters: generous bounds over the Chat limits (GroupId <= 48
 # bytes, UserID <= 32 bytes), so that no caller string is unbounded.
 SDKAPPID_MAX_CHARS: Final = 64

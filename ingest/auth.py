@@ -37,20 +37,9 @@ def unsigned_apps(settings: Settings) -> list[str]:
 
 def check_auth_settings(settings: Settings) -> list[str]:
     """Raise ``AuthConfigError`` (one sentence naming the apps) or return the unsigned apps."""
-    opted_in = set(settings.unsigned_sdkappids)
-    missing = [
-        app
-        for app in settings.sdkappids
-        if app not in settings.callback_tokens and app not in opted_in
-    ]
-    if missing:
-        apps = ", ".join(missing)
-        raise AuthConfigError(
-            f"SdkAppid {apps} {'is' if len(missing) == 1 else 'are'} allowed "
-            "(GROUPWATCH_SDKAPPIDS) but without a callback token: "
-            f"set GROUPWATCH_CALLBACK_TOKENS={missing[0]}:<token>, or accept its callbacks "
-            f"unsigned with GROUPWATCH_UNSIGNED_SDKAPPIDS={','.join(missing)}."
-        )
+    problem = settings.token_problem()
+    if problem is not None:
+        raise AuthConfigError(problem)
     return unsigned_apps(settings)
 
 

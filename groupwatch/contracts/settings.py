@@ -158,6 +158,20 @@ class Settings(BaseSettings):
     query_timeout_seconds: float = Field(10.0, gt=0, description="Served statement timeout.")
     query_max_rows: int = Field(10000, ge=1, description="Served result row cap.")
 
+    def token_problem(self) -> str | None:
+        """One sentence naming the allowed apps that have no callback token and are not
+        opted in to unsigned callbacks (the ingress refuses to start then), or None."""
+        opted_in = set(self.unsigned_sdkappids)
+        missing = [a for a in self.sdkappids if a not in self.callback_tokens and a not in opted_in]
+        if not missing:
+            return None
+        return (
+            f"SdkAppid {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} allowed "
+            "(GROUPWATCH_SDKAPPIDS) but without a callback token: "
+            f"set GROUPWATCH_CALLBACK_TOKENS={missing[0]}:<token>, or accept its callbacks "
+            f"unsigned with GROUPWATCH_UNSIGNED_SDKAPPIDS={','.join(missing)}."
+        )
+
     @field_validator("sdkappids", "unsigned_sdkappids", mode="before")
     @classmethod
     def _split_appids(cls, value: object) -> object:

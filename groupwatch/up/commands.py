@@ -46,6 +46,10 @@ def up(ctx: click.Context) -> None:
     dies is reported at once and the whole stack is stopped in reverse order.
     """
     settings = load_settings()
+    # The ingress would refuse to start; say so before anything starts, not in its log.
+    # (With no apps configured, up allows its demo app, which has a token.)
+    if (problem := settings.token_problem()) is not None:
+        raise click.ClickException(problem)
     broker = LocalKafka(settings)
     started_broker = False
     status = broker.start()

@@ -350,3 +350,33 @@ def test_stage_logs_rotate_by_size(tmp_path: Path) -> None:
     assert log.read_text().endswith("last line\n")
     longest = max(len(line) for p in log.parent.iterdir() for line in p.read_bytes().split(b"\n"))
     assert longest <= 64 * 1024  # the giant line was written in bounded pieces
+
+
+def test_up_refuses_an_allowed_app_without_a_token_before_starting_anything(
+    tmp_path: Path,
+) -> None:
+    from tests.processes import clean_env
+
+    env = clean_env(
+        GROUPWATCH_STATE_DIR=str(tmp_path / "state"),
+        GROUPWATCH_KAFKA_PORT=str(free_port()),
+        GROUPWATCH_KAFKA_CONTROLLER_PORT=str(free_port()),
+        GROUPWATCH_SDKAPPIDS="1400000001,1400000002",
+        GROUPWATCH_CALLBACK_TOKENS="1400000001:a-token",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "groupwatch", "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "Error: SdkAppid 1400000002 is allowed (GROUPWATCH_SDKAPPIDS) but without a callback "
+        "token: set GROUPWATCH_CALLBACK_TOKENS=1400000002:<token>, or accept its callbacks "
+        "unsigned with GROUPWATCH_UNSIGNED_SDKAPPIDS=1400000002."
+    ]
+    assert "kafka:" not in done.stdout  # nothing was started
+    assert not (tmp_path / "state" / "kafka").exists()

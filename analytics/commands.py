@@ -71,11 +71,14 @@ def sink(log_level: str) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     with _clear_errors():
         from analytics.sink import Sink
+        from groupwatch.contracts.startup import BrokerNotReady
 
         worker = Sink(load_settings())
     worker.install_signal_handlers()
     try:
         worker.run()
+    except BrokerNotReady as exc:
+        raise click.ClickException(str(exc)) from exc
     except RuntimeError as exc:
         # e.g. a fatal consumer error: exit non-zero so a supervisor restarts the sink
         # (it resumes from the offsets stored in DuckDB)

@@ -34,6 +34,7 @@ from analytics.server import QueryServer, create_app
 from analytics.snapshot import Snapshotter, take_snapshot
 from analytics.worker import ForkGate, Limits
 from groupwatch.contracts import Settings, Topics
+from groupwatch.contracts.startup import list_topics
 
 log = logging.getLogger(__name__)
 
@@ -318,6 +319,9 @@ class Sink:
     def run(self, until: Callable[[], bool] | None = None) -> None:
         """Serve, snapshot and consume until ``stop()`` (SIGTERM/SIGINT) or ``until()``."""
         t = self.topics
+        # the broker answers before the sink subscribes (a bounded wait at start, then
+        # BrokerNotReady in one sentence)
+        list_topics(self.consumer, self.settings)
         self.consumer.subscribe(
             [t.exceptions, t.sends, t.failure_windows, t.alerts], on_assign=self._on_assign
         )

@@ -13,10 +13,14 @@ from groupwatch.contracts import Settings
 from ingest import metrics
 from ingest.callback import CallbackHandler
 from ingest.errors import Rejected, SpoolFull
+from ingest.logs import RateLimitedLog
 from ingest.publisher import Publisher
 from ingest.query import simple_query
 
 log = logging.getLogger("ingest.app")
+REJECT_LOG_PER_SECOND = 20
+# Rejections are caller-driven: their log lines are truncated and rate-limited.
+reject_log = RateLimitedLog(log, "callback rejected", per_second=REJECT_LOG_PER_SECOND)
 
 OK_BODY = b'{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":0}'
 JSON = "application/json"
@@ -78,15 +82,14 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Flask:
 
     @app.errorhandler(Rejected)
     def rejected(exc: Rejected) -> Response:
-        log.info(
+        reject_log.log(
+            logging.INFO,
             "callback rejected",
-            extra={
-                "status": exc.status,
-                "reason": exc.reason,
-                "field": exc.field,
-                "sdkappid": request.args.get("SdkAppid"),
-                "callback_command": request.args.get("CallbackCommand"),
-            },
+            status=exc.status,
+            reason=exc.reason,
+            field=exc.field,
+            sdkappid=request.args.get("SdkAppid"),
+            callback_command=request.args.get("CallbackCommand"),
         )
         response = fail(exc.status, exc.reason)
         if exc.status == 413:

@@ -24,15 +24,13 @@ from groupwatch.contracts import (
 from ingest import metrics
 from ingest.auth import Authenticator
 from ingest.errors import Rejected, SpoolFull
+from ingest.logs import RateLimitedLog
 from ingest.normalize import CallbackContext, normalize_exception, normalize_send, parse_body
 from ingest.publisher import Publisher
 from ingest.spool import Envelope
 
 log = logging.getLogger("ingest.callback")
-
-# The broker refuses record timestamps too far ahead (Kafka 4: 1 h by default); such an
-# event could never be stored, so it is rejected (and kept in the DLQ) instead.
-MAX_FUTURE_MS = 15 * 60 * 1000
+_lost_log = RateLimitedLog(log, "DLQ record lost")
 
 Handled = Literal["delivered", "spooled", "ignored"]
 ReadBody = Callable[[int], bytes]
@@ -62,7 +60,7 @@ class CallbackHandler:
         try:
             self._auth.check(sdkappid, args.get("Sign"), args.get("RequestTime"))
         except Rejected as exc:
-            metrics.AUTH_REJECTED.labels(str(exc.status), exc.field or "").inc()
+            metrics.AUTH_REJECTED.labels(str(exc.status), metrics.field_label(exc.field)).inc()
             raise
         raw = b""
         try:
@@ -110,13 +108,6 @@ class CallbackHandler:
         else:
             event = normalize_send(body, ctx)  # type: ignore[assignment]
             topic = self._topics.sends
-        if event.event_time_ms > received_at_ms + MAX_FUTURE_MS:
-            raise Rejected(
-                400,
-                "EventTime is more than 15 minutes in the future (milliseconds expected)",
-                field="EventTime",
-                dlq=True,
-            )
         return Envelope(
             topic=topic,
             key=group_key(sdkappid, event.group_id).encode(),
@@ -150,6 +141,6 @@ class CallbackHandler:
         try:
             self._publisher.publish(env)
         except SpoolFull:
-            log.error("DLQ record lost: spool full", extra={"reason": exc.reason})
+            _lost_log.log(logging.ERROR, "DLQ record lost: spool full", reason=exc.reason)
             return
-        metrics.DLQ.labels(exc.field or "").inc()
+        metrics.DLQ.labels(metrics.field_label(exc.field)).inc()

@@ -36,11 +36,25 @@ def ingest(
     server: str | None,
 ) -> None:
     """Serve Tencent Chat group callbacks: POST /callback -> Kafka (or the spool)."""
+    import logging
+
+    from ingest.auth import AuthConfigError, check_auth_settings
     from ingest.logs import configure
     from ingest.server import serve
 
     settings = load_settings()
     if not settings.sdkappids:
         raise click.UsageError("GROUPWATCH_SDKAPPIDS is empty: no SdkAppid would be accepted")
+    try:
+        unsigned = check_auth_settings(settings)
+    except AuthConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     configure()
+    if unsigned:
+        logging.getLogger("ingest").warning(
+            "callbacks of SdkAppid %s are accepted WITHOUT a Sign check "
+            "(GROUPWATCH_UNSIGNED_SDKAPPIDS)",
+            ", ".join(unsigned),
+            extra={"unsigned_sdkappids": unsigned},
+        )
     serve(settings, host=host, port=port, workers=workers, threads=threads, server=server)

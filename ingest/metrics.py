@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 import os
-import re
 import threading
 from collections import deque
 from typing import Any
@@ -31,6 +30,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from ingest.normalize import FIELDS
 
 REQUESTS = Counter(
     "groupwatch_ingest_requests_total",
@@ -71,14 +72,43 @@ IGNORED = Counter(
     ["command"],
 )
 
-_LABEL_SAFE = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,63}")
+# Label values never come from the caller as they are: a command name is one of these
+# documented Chat callback commands or "other", a field is one the ingress itself names.
+KNOWN_COMMANDS = frozenset(
+    {
+        "Group.CallbackBeforeSendMsg",
+        "Group.CallbackAfterSendMsg",
+        "Group.CallbackSendMsgException",
+        "Group.CallbackBeforeCreateGroup",
+        "Group.CallbackAfterCreateGroup",
+        "Group.CallbackBeforeApplyJoinGroup",
+        "Group.CallbackBeforeInviteJoinGroup",
+        "Group.CallbackAfterNewMemberJoin",
+        "Group.CallbackAfterMemberExit",
+        "Group.CallbackAfterGroupInfoChanged",
+        "Group.CallbackAfterGroupDestroyed",
+        "Group.CallbackAfterRecallMsg",
+        "C2C.CallbackBeforeSendMsg",
+        "C2C.CallbackAfterSendMsg",
+        "State.StateChange",
+        "Sns.CallbackFriendAdd",
+        "Sns.CallbackFriendDelete",
+    }
+)
 
 
 def command_label(command: str | None) -> str:
-    """A bounded label for a caller-supplied command name."""
-    if command and _LABEL_SAFE.fullmatch(command):
-        return command
-    return "invalid" if command else "missing"
+    """A bounded label for a caller-supplied command name: known, "other" or "missing"."""
+    if not command:
+        return "missing"
+    return command if command in KNOWN_COMMANDS else "other"
+
+
+def field_label(field: str | None) -> str:
+    """The ``field`` label of a rejection: one of the ingress' own field names, else "other"."""
+    if not field:
+        return "none"
+    return field if field in FIELDS else "other"
 
 
 _ANALYSED = frozenset({"Group.CallbackSendMsgException", "Group.CallbackAfterSendMsg"})

@@ -32,9 +32,12 @@ from ingest import metrics
 from ingest.errors import SpoolFull
 from ingest.forwarder import Forwarder
 from ingest.heads import Heads
+from ingest.logs import RateLimitedLog
 from ingest.spool import Envelope, Spool, SpoolError, Ticket
 
 log = logging.getLogger("ingest.publisher")
+# One line per 503 would cost without bound while the spool is full: rate-limited.
+_full_log = RateLimitedLog(log, "answering 503")
 
 Outcome = Literal["delivered", "spooled"]
 
@@ -286,16 +289,18 @@ class Publisher:
             if ticket is not None:
                 spool.cancel(ticket)
             metrics.SPOOL_FULL.inc()
-            log.error(
+            _full_log.log(
+                logging.ERROR,
                 "spool is full: answering 503, event not stored",
-                extra={"spool_bytes": spool.total_bytes(), "spool_max_bytes": spool.max_bytes},
+                spool_bytes=spool.total_bytes(),
+                spool_max_bytes=spool.max_bytes,
             )
             raise SpoolFull("spool is full")
         try:
             spool.put(env, ticket)
         except SpoolError as exc:
             metrics.SPOOL_FULL.inc()
-            log.error("spool write failed: answering 503", extra={"error": str(exc)})
+            _full_log.log(logging.ERROR, "spool write failed: answering 503", error=str(exc))
             raise SpoolFull(str(exc)) from exc
         metrics.SPOOL_BYTES.set(spool.total_bytes())
         return "spooled"

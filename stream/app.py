@@ -18,18 +18,26 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
-import msgspec
+from faust.types import TP as _TP
 from prometheus_client import generate_latest
 
 from groupwatch.contracts import Settings, Topics
-from groupwatch.contracts.records import ExceptionEvent, SendEvent
+from stream import guard
 from stream import metrics as m
 from stream.alerts import AlertRules
 from stream.batch import Batch
-from stream.fetch import install_batch_drain
+from stream.fetch import Record, install_batch_drain
 from stream.setup import ticks_topic
-from stream.state import DUPLICATE, LATE, Config, Effects, Output, PartitionState
-from stream.windows import WindowSpec
+from stream.state import (
+    DUPLICATE,
+    LATE,
+    REJECTED,
+    Config,
+    Effects,
+    Output,
+    PartitionState,
+)
+from stream.windows import Kind, WindowSpec
 
 log = logging.getLogger("groupwatch.stream")
 
@@ -41,11 +49,13 @@ CHANGELOG_LINGER_MS = 20  # producer linger: produce requests carry many records
 PRODUCER_MAX_BATCH_BYTES = 1 << 20
 COMMIT_EVERY = 200_000  # records; the commit timer (1 s) usually commits first
 GC_THRESHOLDS = (100_000, 50, 1000)  # CPython's defaults are (700, 10, 10)
-OUTCOMES = ("counted", "duplicate", "late", "replayed")  # order of Effects.outcomes
+OUTCOMES = m.OUTCOMES  # order of Effects.outcomes
 METRICS_TYPE = "text/plain; version=0.0.4"  # aiohttp sets the charset itself
-# the contract decoders (records.decode), created once
-_decode_exception = msgspec.json.Decoder(ExceptionEvent).decode
-_decode_send = msgspec.json.Decoder(SendEvent).decode
+# a topic-partition whose last fetch response is older than this counts as unread
+# (paused, or the broker is unreachable: its high watermark is not known to be current)
+FETCH_FRESH_MS = 10_000
+# the DLQ topic accepts records up to 4 MiB (a rejected 1 MiB record in base64 fits)
+PRODUCER_MAX_REQUEST_BYTES = 5 * 1024 * 1024
 
 
 def config_from_settings(settings: Settings) -> Config:
@@ -60,6 +70,7 @@ def config_from_settings(settings: Settings) -> Config:
         dedup_ms=settings.dedup_seconds * 1000,
         update_interval_ms=int(settings.update_interval_seconds * 1000),
         idle_close_ms=settings.idle_close_seconds * 1000,
+        max_future_ms=settings.max_future_seconds * 1000,
     )
 
 
@@ -104,6 +115,7 @@ class StreamWorker:
             producer_acks=-1,
             producer_linger_ms=CHANGELOG_LINGER_MS,
             producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+            producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
             # like librdkafka's default (check.crcs=false): TCP checksums the transfer
             broker_check_crcs=False,
             broker_commit_interval=1.0,
@@ -135,9 +147,11 @@ class StreamWorker:
             "failure_windows": self.topics.failure_windows,
             "late_events": self.topics.late_events,
             "alerts": self.topics.alerts,
+            "dlq": self.topics.dlq,
         }
         self._out_topics = frozenset(self._out.values())
         self._batch_lock = asyncio.Lock()  # held while a fetched batch is handled
+        self._unread_warned = False
         self._register()
         install_batch_drain(
             self.app,
@@ -157,7 +171,13 @@ class StreamWorker:
             # (stream.fetch), not through this stream.
             async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
                 batch = [
-                    (e.message.topic, e.message.partition, e.message.offset, e.value)
+                    (
+                        e.message.topic,
+                        e.message.partition,
+                        e.message.offset,
+                        e.value,
+                        e.message.key,
+                    )
                     for e in events
                 ]
                 await self._handle_or_exit(batch)
@@ -216,7 +236,7 @@ class StreamWorker:
             self.states[partition] = state
         return state
 
-    async def _handle_or_exit(self, batch: list[tuple[str, int, int, bytes]]) -> None:
+    async def _handle_or_exit(self, batch: list[Record]) -> None:
         try:
             await self.handle_batch(batch)
         except BaseException:
@@ -226,35 +246,79 @@ class StreamWorker:
             logging.shutdown()
             os._exit(70)
 
-    async def handle(self, topic: str, partition: int, offset: int, value: bytes) -> None:
+    async def handle(
+        self, topic: str, partition: int, offset: int, value: bytes, key: bytes | None = None
+    ) -> None:
         """Process one record (a batch of one)."""
-        await self.handle_batch([(topic, partition, offset, value)])
+        await self.handle_batch([(topic, partition, offset, value, key)])
 
-    async def handle_batch(self, records: list[tuple[str, int, int, bytes]]) -> None:
+    def unread(self, partition: int) -> dict[str, bool]:
+        """Per input kind: whether partition ``partition`` may hold records not yet read.
+
+        Nothing is unread when the consumer's fetch position reached the high watermark
+        of the last fetch response and that response is recent (``FETCH_FRESH_MS``);
+        anything unknown (no position or response yet, paused, broker away) is unread.
+        Called after a batch's records were applied (so every record the consumer
+        returned was read).
+        """
+        out = {"e": True, "s": True}
+        try:
+            consumer: Any = cast(Any, self.app.consumer)._thread._ensure_consumer()
+            assignment = consumer._subscription.subscription.assignment
+        except AttributeError:  # other aiokafka internals: say so once, never idle-close
+            if not self._unread_warned:
+                self._unread_warned = True
+                log.warning("cannot read the consumer's positions: the idle close is off")
+            return out
+        except Exception:  # not started yet: unknown
+            return out
+        now = int(time.time() * 1000)
+        for kind, topic in (("e", self.topics.exceptions), ("s", self.topics.sends)):
+            tp = _TP(topic, partition)
+            try:
+                state = assignment.state_value(tp)
+            except Exception:
+                continue
+            if state is None or not state.has_valid_position or state.paused:
+                continue
+            high, fetched = state.highwater, state.timestamp
+            if high is None or fetched is None or now - fetched > FETCH_FRESH_MS:
+                continue
+            out[kind] = state.position < high
+        return out
+
+    async def handle_batch(self, records: list[Record]) -> None:
         """Apply a batch of records in order, then carry out the merged effects.
 
         Per partition, every record is applied to the in-memory state in offset order
         into one ``Effects``; changed keys and the meta are serialised once at the end
         (``PartitionState.finish``) and carried out in the same order as per record:
-        acknowledged outputs, key writes, meta, deletions.
+        acknowledged outputs, key writes, meta, deletions. A record that cannot be
+        applied (``stream.guard``) becomes a DLQ output of the batch. Ticks are applied
+        after the batch's records (updates, idle close).
         """
         now = int(time.time() * 1000)
         effects: dict[int, tuple[PartitionState, Effects]] = {}
         ticks, exceptions = self.ticks, self.topics.exceptions
         positions = self.positions
+        ticked: set[int] = set()
+        read = {"e": 0, "s": 0}
         # records come in runs of one topic-partition: look up per run, not per record
         run_topic: str | None = None
         run_partition = -1
         run_offset = -1
-        is_tick = is_exception = False
+        is_tick = False
+        kind: Kind = "e"
         state: PartitionState | None = None
         fx: Effects | None = None
-        for topic, partition, offset, value in records:
+        decode = guard.decode
+        for topic, partition, offset, value, key in records:
             if partition != run_partition or topic != run_topic:
                 if run_topic is not None and run_topic != ticks and run_offset >= 0:
                     positions[(run_topic, run_partition)] = run_offset
                 run_topic, run_partition, run_offset = topic, partition, -1
-                is_tick, is_exception = topic == ticks, topic == exceptions
+                is_tick = topic == ticks
+                kind = "e" if topic == exceptions else "s"
                 entry = effects.get(partition)
                 if entry is None:
                     state = self._state(partition)
@@ -262,33 +326,48 @@ class StreamWorker:
                 state, fx = entry
             assert state is not None and fx is not None
             if is_tick:
-                state.tick(now, fx)
+                ticked.add(partition)
                 continue
             run_offset = offset
+            read[kind] += 1
+            if state.is_replay(fx, kind, offset):
+                continue
+            counts = fx.outcomes[kind]
+            before = counts[:]
             try:
-                if is_exception:
-                    state.step(fx, "e", offset, _decode_exception(value), topic, now)
-                else:
-                    state.step(fx, "s", offset, _decode_send(value), topic, now)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                m.INVALID.labels(topic).inc()
-                log.error("invalid record %s[%d]@%d skipped: %s", topic, partition, offset, exc)
+                event = decode(kind, key, value)
+                state.step(fx, kind, offset, event, topic, now)
+            except guard.Reject as rej:
+                self._reject(state, fx, kind, topic, partition, offset, key, value, now, rej)
+            except Exception as exc:
+                log.exception("applying %s[%d]@%d failed", topic, partition, offset)
+                counts[:] = before  # it counts as rejected only
+                why = guard.Reject(f"applying the record failed: {type(exc).__name__}: {exc}")
+                self._reject(state, fx, kind, topic, partition, offset, key, value, now, why)
         if run_topic is not None and run_topic != ticks and run_offset >= 0:
             positions[(run_topic, run_partition)] = run_offset
+        for partition in ticked:
+            state, fx = effects[partition]
+            state.tick(now, fx, self.unread(partition))
+        for read_kind, n in read.items():
+            if n:
+                m.READ.labels("exception" if read_kind == "e" else "send").inc(n)
         batches: dict[int, Batch] = {}
-        outcomes = {"e": [0, 0, 0, 0], "s": [0, 0, 0, 0]}
+        outcomes = {"e": [0] * len(OUTCOMES), "s": [0] * len(OUTCOMES)}
         for partition, (state, fx) in effects.items():
             batch = batches[partition] = Batch()
             batch.merge(state.finish(fx))
-            for kind, counts in fx.outcomes.items():
+            for fx_kind, counts in fx.outcomes.items():
                 for i, n in enumerate(counts):
-                    outcomes[kind][i] += n
-        for kind, counts in outcomes.items():
-            label = "exception" if kind == "e" else "send"
+                    outcomes[fx_kind][i] += n
+        for fx_kind, counts in outcomes.items():
+            label = "exception" if fx_kind == "e" else "send"
             for i, outcome in enumerate(OUTCOMES):
                 n = counts[i]
                 if n:
-                    m.EVENTS.labels(label, outcome).inc(n)
+                    m.RECORDS.labels(label, outcome).inc(n)
+                    if i != REJECTED:
+                        m.EVENTS.labels(label, outcome).inc(n)
                     if i == DUPLICATE:
                         m.DUPLICATES.labels(label).inc(n)
                     elif i == LATE:
@@ -300,6 +379,41 @@ class StreamWorker:
             await asyncio.gather(*pending)  # acknowledged before the state says "done"
         for partition, batch in batches.items():
             await self._carry_out(partition, batch)
+
+    def _reject(
+        self,
+        state: PartitionState,
+        fx: Effects,
+        kind: Kind,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        now: int,
+        rej: guard.Reject,
+    ) -> None:
+        """Send one record the stream cannot apply to the DLQ (acknowledged with the batch)."""
+        m.INVALID.labels(topic).inc()
+        log.warning(
+            "record %s[%d]@%d rejected to the DLQ: %s",
+            topic,
+            partition,
+            offset,
+            rej.reason[:300],
+        )
+        value_out = guard.dlq_record(
+            rej.reason,
+            rej.field,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=key,
+            value=value,
+            now_ms=now,
+        )
+        out = Output("dlq", guard.dlq_key(topic, partition, offset), value_out)
+        state.reject(fx, kind, offset, out, now)
 
     def _send_now(self) -> None:
         """End the linger of the output topics' open producer batches (sent at once).

@@ -27,6 +27,7 @@ from groupwatch.contracts.settings import load_settings
 )
 def stream(web_port: int | None, worker_dir: Path | None, loglevel: str) -> None:
     """Event-time failure windows, late events and alerts (a Faust worker)."""
+    from groupwatch.contracts.startup import BrokerNotReady
     from stream.app import run
     from stream.setup import StreamSetupError
 
@@ -35,5 +36,5 @@ def stream(web_port: int | None, worker_dir: Path | None, loglevel: str) -> None
     directory = worker_dir or settings.stream_dir / f"worker-{port}"
     try:
         run(settings, web_port=port, worker_dir=directory, loglevel=loglevel)
-    except StreamSetupError as exc:
+    except (StreamSetupError, BrokerNotReady) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -4,7 +4,7 @@ Faust's fetcher hands every record to the conductor one at a time (a ``ConsumerM
 an ``Event``, a ``wait_first`` with new tasks per record, the stream's buffers): on this
 VM that path alone reaches only a few thousand records/s. ``install_batch_drain`` replaces
 the fetcher's drain loop of the app's consumer: each fetched record map goes to ``handler``
-as one list of ``(topic, partition, offset, value)`` for the batch topics; records of other
+as one list of ``(topic, partition, offset, value, key)`` for the batch topics; records of other
 topics (Faust's own) still go through Faust's per-record callback. Faust keeps the group,
 the assignment, pausing during table recovery, flow control on rebalance and the commits:
 the batch's offsets are acknowledged (Faust's ``_acked`` bookkeeping) only after
@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-Record = tuple[str, int, int, bytes]
+Record = tuple[str, int, int, bytes, bytes | None]  # topic, partition, offset, value, key
 Handler = Callable[[list[Record]], Awaitable[None]]
 
 
@@ -81,7 +81,7 @@ def install_batch_drain(
                         continue  # already read (Faust drops these too)
                     if offset - last > 1:
                         await consumer._add_gap(tp, last + 1, offset)
-                add((topic, partition, offset, r.value))
+                add((topic, partition, offset, r.value, r.key))
                 add_offset(offset)
                 last = offset
             if offsets:

@@ -6,6 +6,28 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 REGISTRY = CollectorRegistry()
 
+OUTCOMES = ("counted", "duplicate", "late", "replayed", "rejected")  # Effects.outcomes order
+KINDS = ("exception", "send")
+
+RECORDS = Counter(
+    "groupwatch_stream_records",
+    "Input records by kind (exception/send) and outcome: every record read is exactly one of"
+    " counted, duplicate, late, rejected (sent to the DLQ) or replayed (re-read after a"
+    " restart, already applied).",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+READ = Counter(
+    "groupwatch_stream_records_read",
+    "Input records read, by kind (equals the sum of groupwatch_stream_records_total).",
+    ["kind"],
+    registry=REGISTRY,
+)
+for _kind in KINDS:  # every series present from the start (0), for the identity
+    READ.labels(_kind)
+    for _outcome in OUTCOMES:
+        RECORDS.labels(_kind, _outcome)
+
 EVENTS = Counter(
     "groupwatch_stream_events",
     "Input events read, by topic kind (exception/send) and outcome.",
@@ -39,7 +61,7 @@ UPDATES = Counter(
 ALERTS = Counter("groupwatch_stream_alerts", "Alert records sent.", registry=REGISTRY)
 INVALID = Counter(
     "groupwatch_stream_invalid_input",
-    "Input records that failed to decode (logged, not counted).",
+    "Input records rejected to the DLQ (could not be decoded or applied).",
     ["topic"],
     registry=REGISTRY,
 )

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from groupwatch.contracts import Settings, Topics
+from groupwatch.contracts.startup import QUIET_CLIENT, list_topics, until_ready, wait_for_leaders
 
 
 class StreamSetupError(RuntimeError):
@@ -26,14 +27,15 @@ def ticks_topic(settings: Settings) -> str:
 def check_topics(settings: Settings, timeout: float = 20.0) -> None:
     """Input topics must exist with GROUPWATCH_PARTITIONS; create the ticks topic."""
     topics = Topics.from_settings(settings)
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
-    meta = admin.list_topics(timeout=timeout).topics
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **QUIET_CLIENT})
+    meta = list_topics(admin, settings)
     wanted = [
         topics.exceptions,
         topics.sends,
         topics.failure_windows,
         topics.late_events,
         topics.alerts,
+        topics.dlq,
     ]
     missing = [t for t in wanted if t not in meta]
     if missing:
@@ -54,11 +56,16 @@ def check_topics(settings: Settings, timeout: float = 20.0) -> None:
     spec = NewTopic(
         ticks, settings.partitions, settings.replication_factor, config={"retention.ms": "3600000"}
     )
-    try:
-        admin.create_topics([spec], operation_timeout=timeout)[ticks].result()
-    except KafkaException as exc:
-        if exc.args and exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
-            raise
+
+    def create(t: float) -> None:
+        try:
+            admin.create_topics([spec], operation_timeout=t, request_timeout=t)[ticks].result()
+        except KafkaException as exc:
+            if exc.args and exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+
+    until_ready(f"creating {ticks}", create, settings=settings)
+    wait_for_leaders(admin, [ticks], settings)
 
 
 def topics_seen(settings: Settings, timeout: float = 10.0) -> dict[int, dict[str, bool]]:
@@ -72,14 +79,23 @@ def topics_seen(settings: Settings, timeout: float = 10.0) -> dict[int, dict[str
         {
             "bootstrap.servers": settings.bootstrap_servers,
             "group.id": f"{settings.stream_app_id}-probe",
+            **QUIET_CLIENT,
         }
     )
+
+    def end_offset(tp: TopicPartition) -> int:
+        return until_ready(
+            f"reading the end offset of {tp.topic}[{tp.partition}]",
+            lambda t: consumer.get_watermark_offsets(tp, t)[1],
+            settings=settings,
+        )
+
     try:
         seen: dict[int, dict[str, bool]] = {}
         for p in range(settings.partitions):
             flags: dict[str, bool] = {}
             for kind, name in (("e", topics.exceptions), ("s", topics.sends)):
-                _, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout)
+                high = end_offset(TopicPartition(name, p))
                 flags[kind] = high > 0
             seen[p] = flags
         return seen

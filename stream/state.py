@@ -14,6 +14,7 @@ serialised once per batch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,9 +34,9 @@ from stream import alerts, dedup
 from stream.aggregate import CodeAgg, Count, GroupId, failure_window, group_totals
 from stream.alerts import AlertRules, Baseline
 from stream.dedup import BUCKET_MS, BUCKET_OFFSETS
-from stream.windows import Kind, StreamClock, WindowSpec
+from stream.windows import KINDS, Kind, StreamClock, WindowSpec
 
-OutTopic = Literal["failure_windows", "late_events", "alerts"]
+OutTopic = Literal["failure_windows", "late_events", "alerts", "dlq"]
 TOP_CODES = 5
 
 
@@ -47,7 +48,8 @@ class Output:
 
 
 _OTHER = {"e": "s", "s": "e"}
-COUNTED, DUPLICATE, LATE, REPLAYED = range(4)  # indexes into Effects.outcomes[kind]
+# indexes into Effects.outcomes[kind]; REJECTED: sent to the DLQ (see stream.guard)
+COUNTED, DUPLICATE, LATE, REPLAYED, REJECTED = range(5)
 
 
 @dataclass
@@ -59,9 +61,9 @@ class Effects:
     meta: tuple[str, bytes] | None = None  # the partition meta, last put
     deletes: list[str] = field(default_factory=list)  # after meta
     updates: list[Output] = field(default_factory=list)  # non-final, no ack needed
-    # per input kind: events counted / duplicate / late / replayed
+    # per input kind: records counted / duplicate / late / replayed / rejected
     outcomes: dict[str, list[int]] = field(
-        default_factory=lambda: {"e": [0, 0, 0, 0], "s": [0, 0, 0, 0]}
+        default_factory=lambda: {"e": [0, 0, 0, 0, 0], "s": [0, 0, 0, 0, 0]}
     )
     windows_opened: int = 0
     windows_closed: int = 0
@@ -87,6 +89,10 @@ class Effects:
     def replayed(self) -> int:
         return self._total(REPLAYED)
 
+    @property
+    def rejected(self) -> int:
+        return self._total(REJECTED)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -94,7 +100,8 @@ class Config:
     rules: AlertRules
     dedup_ms: int
     update_interval_ms: int
-    idle_close_ms: int  # 0 = off
+    idle_close_ms: int  # idle allowance; 0 = off (event time only)
+    max_future_ms: int = 5_000  # stream time <= min(wall clock, received_at) + this
 
 
 def _dump(value: dict[str, Any]) -> bytes:
@@ -125,7 +132,8 @@ class PartitionState:
         self.pending_deletes: list[str] = []
         self.dirty: set[GroupId] = set()
         self.last_update: dict[GroupId, int] = {}
-        self.last_input_wall_ms: int | None = None
+        # wall clock (worker) of the last record read per input kind; None: since start
+        self.last_read_ms: dict[str, int | None] = {"e": None, "s": None}
         self.next_close: int | None = None  # earliest close time of the open windows
         # keys changed since the last flush (serialised once per batch)
         self._dirty_codes: list[CodeAgg] = []  # each with ``dirty`` set
@@ -137,6 +145,7 @@ class PartitionState:
         self._size = cfg.spec.size_ms
         self._grace = cfg.spec.grace_ms
         self._dedup_ms = cfg.dedup_ms
+        self._future_ms = cfg.max_future_ms
 
     # --- table keys ------------------------------------------------------------------
     def k_meta(self) -> str:
@@ -280,7 +289,7 @@ class PartitionState:
         written out here (no per-event helper calls or temporary objects beyond the
         dict keys).
         """
-        self.last_input_wall_ms = now_ms
+        self.last_read_ms[kind] = now_ms
         offsets = self.offsets
         if offset <= offsets[kind]:
             fx.outcomes[kind][REPLAYED] += 1
@@ -300,7 +309,15 @@ class PartitionState:
         else:
             clock.seen[kind] = True
             if st is None or t > st:
-                stream_time[kind] = st = t
+                # stream time stays within max_future of the clocks that read the event
+                # (the ingress's receive time, the worker's wall clock): an event dated
+                # ahead is counted in its own window but does not move the clock there
+                rcv = event.received_at_ms
+                cap = (rcv if rcv < now_ms else now_ms) + self._future_ms
+                if t <= cap:
+                    stream_time[kind] = st = t
+                elif st is None or cap > st:
+                    stream_time[kind] = st = cap
             event_id = event.event_id
             dk = (kind, event_id)
             dedup_map = self.dedup
@@ -409,7 +426,6 @@ class PartitionState:
         now_ms: int,
     ) -> None:
         """Report an event whose window already closed (not counted)."""
-        fx.outcomes[kind][LATE] += 1
         clock, t = self.clock, event.event_time_ms
         marks = [m for m in (clock.stream_time[kind], clock.closed_until) if m is not None]
         late_rec = LateEvent(
@@ -429,6 +445,27 @@ class PartitionState:
         fx.outputs.append(
             Output("late_events", f"{event.sdkappid}:{event.group_id}", encode(late_rec))
         )
+        fx.outcomes[kind][LATE] += 1
+
+    def reject(self, fx: Effects, kind: Kind, offset: int, dlq: Output, now_ms: int) -> None:
+        """Record a record that cannot be applied: its DLQ record, and its offset as done.
+
+        The DLQ record is acknowledged before the meta covering ``offset`` is written, so
+        a crash in between re-sends it (at least once); a replay past the meta skips it.
+        """
+        fx.outputs.append(dlq)
+        fx.outcomes[kind][REJECTED] += 1
+        self.last_read_ms[kind] = now_ms
+        if offset > self.offsets[kind]:
+            self.offsets[kind] = offset
+            self._meta_due = True
+
+    def is_replay(self, fx: Effects, kind: Kind, offset: int) -> bool:
+        """True (counted as replayed) when ``offset`` of ``kind`` was already applied."""
+        if offset <= self.offsets[kind]:
+            fx.outcomes[kind][REPLAYED] += 1
+            return True
+        return False
 
     def _flush(self, fx: Effects) -> None:
         """Serialise every key changed since the last flush into ``fx.writes``."""
@@ -575,11 +612,17 @@ class PartitionState:
             fx.deletes.append(self.k_dedup(*bk))
 
     # --- wall-clock work -------------------------------------------------------------
-    def tick(self, now_ms: int, fx: Effects | None = None) -> Effects:
-        """Non-final updates due now, and the idle close of a quiet partition.
+    def tick(
+        self,
+        now_ms: int,
+        fx: Effects | None = None,
+        unread: Mapping[str, bool] | None = None,
+    ) -> Effects:
+        """Non-final updates due now, and the idle close (``idle_mark``).
 
-        With ``fx`` (a batch in progress) the effects are added to it; alone, the
-        changed keys and the meta are serialised at once.
+        ``unread[kind]`` says the worker knows of records of that input topic-partition
+        it has not read yet (None: nothing unread). With ``fx`` (a batch in progress) the
+        effects are added to it; alone, the changed keys and the meta are serialised.
         """
         alone = fx is None
         if fx is None:
@@ -602,23 +645,58 @@ class PartitionState:
                         encode(rec),
                     )
                 )
-        idle = self.cfg.idle_close_ms
-        if self.last_input_wall_ms is None:
-            self.last_input_wall_ms = now_ms
-        if (
-            idle > 0
-            and self.last_input_wall_ms is not None
-            and now_ms - self.last_input_wall_ms >= idle
-        ):
-            before = self.clock.closed_until
-            self.clock.advance_to(now_ms)
-            ready = self.clock.closable(self.cfg.spec, self.windows)
-            if ready:
-                self._flush(fx)
+        last = self.last_read_ms
+        for k in KINDS:
+            if last[k] is None:  # after a start: the quiet time counts from the first tick
+                last[k] = now_ms
+        mark = self.idle_mark(now_ms, unread)
+        nc = self.next_close
+        spec = self.cfg.spec
+        ready = (
+            sorted(ws for ws in self.windows if spec.close_time(ws) <= mark)
+            if mark is not None and nc is not None and nc <= mark
+            else []
+        )
+        if ready:
+            self._flush(fx)
             for ws in ready:
                 self._close_window(fx, ws)
-            if ready:
-                self._prune_dedup(fx)
-            if ready or before != self.clock.closed_until:
-                self._meta_due = True
+            # closed up to the last window closed (not to ``mark``): an event for a
+            # window that never opened is still counted (and closed at the next tick)
+            self.clock.advance_to(spec.close_time(ready[-1]))
+            self._prune_dedup(fx)
+            self._meta_due = True
         return self.finish(fx) if alone else fx
+
+    def idle_mark(self, now_ms: int, unread: Mapping[str, bool] | None = None) -> int | None:
+        """The close watermark with idle input topic-partitions taken at wall clock - A.
+
+        A = ``idle_close_ms``. An input topic-partition is *idle* when nothing of it is
+        unread and no record of it was read for A (worker wall clock); an idle topic holds
+        windows open only up to ``now - A`` (its own stream time if later). The mark is
+        the minimum over the topics that carry records; None when no topic is idle (then
+        event time alone closes windows, in ``step``) or the idle close is off.
+        """
+        allowance = self.cfg.idle_close_ms
+        if allowance <= 0:
+            return None
+        floor = now_ms - allowance
+        clock = self.clock
+        last = self.last_read_ms
+        low: int | None = None
+        any_idle = False
+        for k in KINDS:
+            if not clock.seen[k]:
+                continue
+            st = clock.stream_time[k]
+            read = last[k]
+            if not (unread and unread.get(k)) and (read is None or now_ms - read >= allowance):
+                any_idle = True
+                t = floor if st is None or st < floor else st
+            elif st is None:
+                return None
+            else:
+                t = st
+            if low is None or t < low:
+                low = t
+        return low if any_idle else None

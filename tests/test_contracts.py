@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import msgspec
+import orjson
 import pytest
 from pydantic import ValidationError
 
 from groupwatch.contracts import (
     ExceptionEvent,
     FailureWindow,
+    SendEvent,
     Settings,
     Topics,
     decode,
@@ -19,7 +23,7 @@ from groupwatch.contracts import (
     topic_specs,
     window_key,
 )
-from groupwatch.contracts.schema_files import stale_files
+from groupwatch.contracts.schema_files import SCHEMA_DIR, stale_files
 
 
 def test_schema_files_match_the_models() -> None:
@@ -129,8 +133,8 @@ def test_record_round_trip_and_validation_names_field() -> None:
         group_id="g",
         error_code=10023,
         error_category="rate_limited",
-        event_time_ms=1,
-        received_at_ms=2,
+        event_time_ms=1_700_000_000_000,
+        received_at_ms=1_700_000_000_002,
         extra={"Custom": [1, 2]},
     )
     assert decode(encode(event), ExceptionEvent) == event
@@ -142,3 +146,103 @@ def test_record_round_trip_and_validation_names_field() -> None:
         )
     with pytest.raises(msgspec.ValidationError, match="missing required field `sdkappid`"):
         decode(b"{}", FailureWindow)
+
+
+EVENT = {
+    "event_id": "e1",
+    "sdkappid": "1400000001",
+    "group_id": "g",
+    "error_code": 10023,
+    "error_category": "rate_limited",
+    "event_time_ms": 1_700_000_000_000,
+    "received_at_ms": 1_700_000_000_000,
+}
+SEND = {k: v for k, v in EVENT.items() if k not in ("error_code", "error_category")}
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("error_code", 2**31),
+        ("error_code", -(2**31) - 1),
+        ("error_code", 2**40),
+        ("random", 2**32),
+        ("random", -1),
+        ("event_time_ms", 946_684_800_000 - 1),
+        ("event_time_ms", 4_102_444_800_000 + 1),
+        ("event_time_ms", -5),
+        ("received_at_ms", 95_617_584_000_000),
+        ("event_id", ""),
+        ("event_id", "e" * 65),
+        ("sdkappid", ""),
+        ("group_id", ""),
+        ("group_id", "g" * 129),
+        ("from_account", "a" * 129),
+        ("error_info", "e" * 1025),
+        ("msg_types", ["T"] * 257),
+        ("msg_types", ["T" * 65]),
+        ("msg_body", [{}] * 257),
+        ("client_ip", "1" * 65),
+    ],
+)
+def test_event_records_out_of_range_are_refused_by_decode(field: str, bad: object) -> None:
+    """The stream and sink decode with these types: an out-of-range record is a reject."""
+    with pytest.raises(msgspec.ValidationError, match=field):
+        decode(orjson.dumps({**EVENT, field: bad}), ExceptionEvent)
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"), [("msg_seq", 2**32), ("random", -1), ("event_time_ms", 0)]
+)
+def test_send_records_out_of_range_are_refused_by_decode(field: str, bad: object) -> None:
+    with pytest.raises(msgspec.ValidationError, match=field):
+        decode(orjson.dumps({**SEND, field: bad}), SendEvent)
+
+
+def test_event_records_at_the_bounds_decode() -> None:
+    event = {
+        **EVENT,
+        "error_code": -(2**31),
+        "random": 2**32 - 1,
+        "event_time_ms": 946_684_800_000,
+        "received_at_ms": 4_102_444_800_000,
+        "group_id": "g" * 128,
+        "msg_types": ["T" * 64] * 256,
+    }
+    assert decode(orjson.dumps(event), ExceptionEvent).error_code == -(2**31)
+    assert decode(orjson.dumps({**SEND, "msg_seq": 2**32 - 1}), SendEvent).msg_seq == 2**32 - 1
+
+
+def test_schema_files_state_the_field_ranges() -> None:
+    """The checked-in JSON Schemas carry the same bounds as the record types."""
+    exceptions = json.loads((SCHEMA_DIR / "exceptions.schema.json").read_text())
+    props = exceptions["$defs"]["ExceptionEvent"]["properties"]
+    assert props["error_code"] == {
+        "type": "integer",
+        "minimum": -(2**31),
+        "maximum": 2**31 - 1,
+    }
+    assert props["event_time_ms"] == {
+        "type": "integer",
+        "minimum": 946_684_800_000,
+        "maximum": 4_102_444_800_000,
+    }
+    assert props["received_at_ms"] == props["event_time_ms"]
+    assert {"type": "integer", "minimum": 0, "maximum": 2**32 - 1} in props["random"]["anyOf"]
+    assert props["group_id"] == {"type": "string", "minLength": 1, "maxLength": 128}
+    assert {"type": "string", "maxLength": 128} in props["from_account"]["anyOf"]
+    assert {"type": "string", "maxLength": 1024} in props["error_info"]["anyOf"]
+    assert props["msg_types"]["maxItems"] == 256
+    assert props["msg_types"]["items"] == {"type": "string", "maxLength": 64}
+    assert props["event_id"] == {"type": "string", "minLength": 1, "maxLength": 64}
+    sends = json.loads((SCHEMA_DIR / "sends.schema.json").read_text())
+    send_props = sends["$defs"]["SendEvent"]["properties"]
+    assert {"type": "integer", "minimum": 0, "maximum": 2**32 - 1} in send_props["msg_seq"]["anyOf"]
+    assert send_props["event_time_ms"] == props["event_time_ms"]
+
+
+def test_unsigned_apps_and_appid_length_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROUPWATCH_UNSIGNED_SDKAPPIDS", " 1400000002 ,")
+    assert Settings().unsigned_sdkappids == ["1400000002"]
+    with pytest.raises(ValidationError, match="at most 64 characters"):
+        Settings(sdkappids=["1" * 65])

@@ -50,6 +50,7 @@ def ingress_env(state: Path, prefix: str) -> dict[str, str]:
             "GROUPWATCH_TOPIC_PREFIX": f"{prefix}-{uuid.uuid4().hex[:8]}",
             "GROUPWATCH_STATE_DIR": str(state),
             "GROUPWATCH_SDKAPPIDS": "1400000001",
+            "GROUPWATCH_UNSIGNED_SDKAPPIDS": "1400000001",  # post.lua does not sign
             "GROUPWATCH_PARTITIONS": "3",
         }
     )

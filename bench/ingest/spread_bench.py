@@ -25,6 +25,7 @@ def main() -> None:
     env = dict(os.environ)
     env["GROUPWATCH_STATE_DIR"] = tempfile.mkdtemp(prefix="gw-spread-")
     env.setdefault("GROUPWATCH_SDKAPPIDS", "1400000001")
+    env.setdefault("GROUPWATCH_UNSIGNED_SDKAPPIDS", env["GROUPWATCH_SDKAPPIDS"])
     print("server    workers  gap_ms  max share of 16 connections on one worker (3 trials)")
     for server in ("granian", "gunicorn"):
         for workers in (2, 4):

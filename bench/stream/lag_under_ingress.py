@@ -62,6 +62,7 @@ def main() -> None:
         state_dir=tmp / "state",
         stream_app_id=f"gw-{prefix}",
         sdkappids=["1400000001"],  # the app of bench/ingest/post.lua
+        unsigned_sdkappids=["1400000001"],  # post.lua does not sign
     )
     create_topics(settings)
     env = settings_env(settings)

@@ -7,6 +7,7 @@ from confluent_kafka import KafkaException
 
 from groupwatch.admin.topics import TopicMismatchError, admin_client, create_topics
 from groupwatch.contracts import load_settings, topic_specs
+from groupwatch.contracts.startup import BrokerNotReady, list_topics
 from groupwatch.errors import clear_errors
 
 
@@ -15,10 +16,13 @@ def topics() -> None:
     """Create and inspect the pipeline's Kafka topics."""
 
 
+TIMEOUT_HELP = "Seconds to wait for Kafka [GROUPWATCH_STARTUP_TIMEOUT_SECONDS]."
+
+
 @topics.command()
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for Kafka.")
-@clear_errors(TopicMismatchError, KafkaException)
-def create(timeout: float) -> None:
+@click.option("--timeout", type=float, default=None, help=TIMEOUT_HELP)
+@clear_errors(TopicMismatchError, BrokerNotReady, KafkaException)
+def create(timeout: float | None) -> None:
     """Create every missing topic with the configured partitions; existing ones stay."""
     settings = load_settings()
     for result in create_topics(settings, timeout=timeout):
@@ -28,12 +32,12 @@ def create(timeout: float) -> None:
 
 
 @topics.command("list")
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for Kafka.")
-@clear_errors(KafkaException)
-def list_(timeout: float) -> None:
+@click.option("--timeout", type=float, default=None, help=TIMEOUT_HELP)
+@clear_errors(BrokerNotReady, KafkaException)
+def list_(timeout: float | None) -> None:
     """Show each pipeline topic and whether it exists with how many partitions."""
     settings = load_settings()
-    existing = admin_client(settings).list_topics(timeout=timeout).topics
+    existing = list_topics(admin_client(settings), settings, timeout)
     for spec in topic_specs(settings):
         meta = existing.get(spec.name)
         state = f"{len(meta.partitions)} partitions" if meta else "missing"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -10,6 +9,13 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from groupwatch.contracts import Settings, TopicSpec, topic_specs
+from groupwatch.contracts.startup import (
+    QUIET_CLIENT,
+    is_transient,
+    list_topics,
+    until_ready,
+    wait_for_leaders,
+)
 
 Outcome = Literal["created", "exists"]
 
@@ -25,11 +31,16 @@ class TopicResult:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    return AdminClient({"bootstrap.servers": settings.bootstrap_servers, **QUIET_CLIENT})
 
 
-def create_topics(settings: Settings, timeout: float = 30.0) -> list[TopicResult]:
+def create_topics(settings: Settings, timeout: float | None = None) -> list[TopicResult]:
     """Create the missing topics; leave existing ones as they are.
+
+    Transient broker conditions (broker not up yet, no controller, timeouts) are retried
+    for ``timeout`` seconds (default GROUPWATCH_STARTUP_TIMEOUT_SECONDS), then
+    ``BrokerNotReady`` says so in one sentence. Returns once every new topic's partitions
+    have a leader.
 
     Raises ``TopicMismatchError`` when an existing topic's partition count differs from
     ``GROUPWATCH_PARTITIONS``: keys would land on other partitions and Faust refuses to
@@ -37,8 +48,8 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> list[TopicResult
     """
     admin = admin_client(settings)
     specs = topic_specs(settings)
-    metadata = admin.list_topics(timeout=timeout)
-    existing = {name: len(meta.partitions) for name, meta in metadata.topics.items()}
+    metadata = list_topics(admin, settings, timeout)
+    existing = {name: len(meta.partitions) for name, meta in metadata.items()}
 
     mismatched = [
         f"{s.name} has {existing[s.name]} partitions, configured {s.partitions}"
@@ -51,52 +62,45 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> list[TopicResult
         )
 
     missing = [s for s in specs if s.name not in existing]
-    results = [TopicResult(s, "exists") for s in specs if s.name in existing]
-    if missing:
+    outcomes: dict[str, Outcome] = {s.name: "exists" for s in specs if s.name in existing}
+
+    sent: set[str] = set()  # asked for by an earlier attempt
+
+    def create(t: float) -> None:
+        # each attempt creates what is still missing; a topic an earlier attempt asked
+        # for (its answer lost to a timeout) answers TOPIC_ALREADY_EXISTS: created here
+        todo = [s for s in missing if s.name not in outcomes]
         futures = admin.create_topics(
             [
                 NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.config))
-                for s in missing
+                for s in todo
             ],
-            operation_timeout=timeout,
-            request_timeout=timeout,
+            operation_timeout=t,
+            request_timeout=t,
         )
-        for spec in missing:
+        transient: KafkaException | None = None
+        for spec in todo:
             try:
                 futures[spec.name].result()
-                results.append(TopicResult(spec, "created"))
+                outcomes[spec.name] = "created"
             except KafkaException as exc:
-                # Another process created it between list and create: that is fine.
                 if exc.args and exc.args[0].name() == "TOPIC_ALREADY_EXISTS":
-                    results.append(TopicResult(spec, "exists"))
+                    # ours from an earlier attempt, or another process's since the list
+                    outcomes[spec.name] = "created" if spec.name in sent else "exists"
+                elif is_transient(exc):
+                    transient = exc
                 else:
                     raise
+        sent.update(s.name for s in todo)
+        if transient is not None:
+            raise transient
+
     if missing:
-        wait_for_leaders(admin, [s.name for s in missing], timeout)
-    order = {s.name: i for i, s in enumerate(specs)}
-    return sorted(results, key=lambda r: order[r.spec.name])
-
-
-def wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
-    """Block until every partition of ``names`` has a leader, so "created" means usable."""
-    deadline = time.monotonic() + timeout
-    pending = set(names)
-    while pending:
-        metadata = admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
-        for name in list(pending):
-            topic = metadata.topics.get(name)
-            if (
-                topic is not None
-                and topic.error is None
-                and topic.partitions
-                and all(p.leader >= 0 and p.error is None for p in topic.partitions.values())
-            ):
-                pending.discard(name)
-        if not pending:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"topics without a partition leader after {timeout:.0f} s: "
-                + ", ".join(sorted(pending))
-            )
-        time.sleep(0.1)
+        until_ready(
+            "creating " + ", ".join(s.name for s in missing),
+            create,
+            settings=settings,
+            timeout=timeout,
+        )
+        wait_for_leaders(admin, [s.name for s in missing], settings, timeout)
+    return [TopicResult(s, outcomes[s.name]) for s in specs]

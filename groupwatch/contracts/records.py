@@ -7,7 +7,7 @@ and a test fails when the checked-in files drift from the code.
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -21,31 +21,73 @@ CMD_AFTER_SEND_MSG: Final = "Group.CallbackAfterSendMsg"
 # Kafka header carrying the callback command on raw-event records.
 COMMAND_HEADER: Final = "callback_command"
 
+# --- Field ranges of the event records (the ingress checks the same; docs/INGEST.md) ----
+# ErrorCode is stored as a signed 32-bit integer (DuckDB INTEGER).
+ERROR_CODE_MIN: Final = -(2**31)
+ERROR_CODE_MAX: Final = 2**31 - 1
+# Random and MsgSeq are unsigned 32-bit integers in the Chat API.
+UINT32_MAX: Final = 2**32 - 1
+# Event and receive times: milliseconds, 2000-01-01T00:00:00Z .. 2100-01-01T00:00:00Z.
+EPOCH_MS_MIN: Final = 946_684_800_000
+EPOCH_MS_MAX: Final = 4_102_444_800_000
+# An EventTime may be at most this far after the time the ingress received the callback.
+EVENT_TIME_MAX_AHEAD_MS: Final = 15 * 60 * 1000
+# String lengths in characters: generous bounds over the Chat limits (GroupId <= 48
+# bytes, UserID <= 32 bytes), so that no caller string is unbounded.
+SDKAPPID_MAX_CHARS: Final = 64
+EVENT_ID_MAX_CHARS: Final = 64
+COMMAND_MAX_CHARS: Final = 64
+GROUP_ID_MAX_CHARS: Final = 128
+GROUP_TYPE_MAX_CHARS: Final = 32
+ACCOUNT_MAX_CHARS: Final = 128
+MSG_TYPE_MAX_CHARS: Final = 64
+ERROR_INFO_MAX_CHARS: Final = 1024
+CLIENT_IP_MAX_CHARS: Final = 64
+PLATFORM_MAX_CHARS: Final = 64
+# Elements of one message's MsgBody.
+MSG_BODY_MAX_ELEMENTS: Final = 256
+
+ErrorCode = Annotated[int, msgspec.Meta(ge=ERROR_CODE_MIN, le=ERROR_CODE_MAX)]
+Uint32 = Annotated[int, msgspec.Meta(ge=0, le=UINT32_MAX)]
+EpochMs = Annotated[int, msgspec.Meta(ge=EPOCH_MS_MIN, le=EPOCH_MS_MAX)]
+EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=EVENT_ID_MAX_CHARS)]
+SdkAppid = Annotated[str, msgspec.Meta(min_length=1, max_length=SDKAPPID_MAX_CHARS)]
+Command = Annotated[str, msgspec.Meta(max_length=COMMAND_MAX_CHARS)]
+GroupId = Annotated[str, msgspec.Meta(min_length=1, max_length=GROUP_ID_MAX_CHARS)]
+GroupType = Annotated[str, msgspec.Meta(max_length=GROUP_TYPE_MAX_CHARS)]
+Account = Annotated[str, msgspec.Meta(max_length=ACCOUNT_MAX_CHARS)]
+MsgType = Annotated[str, msgspec.Meta(max_length=MSG_TYPE_MAX_CHARS)]
+ErrorInfo = Annotated[str, msgspec.Meta(max_length=ERROR_INFO_MAX_CHARS)]
+ClientIp = Annotated[str, msgspec.Meta(max_length=CLIENT_IP_MAX_CHARS)]
+Platform = Annotated[str, msgspec.Meta(max_length=PLATFORM_MAX_CHARS)]
+MsgTypes = Annotated[list[MsgType], msgspec.Meta(max_length=MSG_BODY_MAX_ELEMENTS)]
+MsgBody = Annotated[list[Any], msgspec.Meta(max_length=MSG_BODY_MAX_ELEMENTS)]
+
 
 class ExceptionEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     """A normalized ``Group.CallbackSendMsgException`` (topic ``<prefix>.exceptions``)."""
 
-    event_id: str
-    sdkappid: str
-    callback_command: str = CMD_SEND_MSG_EXCEPTION
-    group_id: str
-    group_type: str | None = None
-    from_account: str | None = None
-    operator_account: str | None = None
-    random: int | None = None
+    event_id: EventId
+    sdkappid: SdkAppid
+    callback_command: Command = CMD_SEND_MSG_EXCEPTION
+    group_id: GroupId
+    group_type: GroupType | None = None
+    from_account: Account | None = None
+    operator_account: Account | None = None
+    random: Uint32 | None = None
     online_only: bool | None = None
-    msg_types: list[str] = msgspec.field(default_factory=list)
-    error_code: int
-    error_info: str | None = None
+    msg_types: MsgTypes = msgspec.field(default_factory=list)
+    error_code: ErrorCode
+    error_info: ErrorInfo | None = None
     error_category: Category
-    event_time_ms: int
-    received_at_ms: int
-    client_ip: str | None = None
-    platform: str | None = None
+    event_time_ms: EpochMs
+    received_at_ms: EpochMs
+    client_ip: ClientIp | None = None
+    platform: Platform | None = None
     # Body fields groupwatch does not know, kept as they came.
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
     # Only with GROUPWATCH_KEEP_MESSAGE_CONTENT=1.
-    msg_body: list[Any] | None = None
+    msg_body: MsgBody | None = None
     cloud_custom_data: str | None = None
 
 
@@ -55,16 +97,16 @@ class SendEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     Only what the failure ratio and deduplication need: no message content.
     """
 
-    event_id: str
-    sdkappid: str
-    callback_command: str = CMD_AFTER_SEND_MSG
-    group_id: str
-    group_type: str | None = None
-    from_account: str | None = None
-    random: int | None = None
-    msg_seq: int | None = None
-    event_time_ms: int
-    received_at_ms: int
+    event_id: EventId
+    sdkappid: SdkAppid
+    callback_command: Command = CMD_AFTER_SEND_MSG
+    group_id: GroupId
+    group_type: GroupType | None = None
+    from_account: Account | None = None
+    random: Uint32 | None = None
+    msg_seq: Uint32 | None = None
+    event_time_ms: EpochMs
+    received_at_ms: EpochMs
 
 
 class DlqRecord(msgspec.Struct, kw_only=True):

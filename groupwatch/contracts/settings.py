@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     partitions: int = Field(6, ge=1, description="Partitions of every pipeline topic.")
     replication_factor: int = Field(1, ge=1, description="Replication factor of new topics.")
     retention_hours: int = Field(168, ge=1, description="Retention of event topics (hours).")
+    startup_timeout_seconds: float = Field(
+        90.0,
+        gt=0,
+        description="How long each stage, `topics create` and `up` wait out transient broker "
+        "conditions at start (not leader, coordinator loading, broker not up yet) before "
+        "failing with one sentence.",
+    )
 
     # --- Ingress -------------------------------------------------------------------
     sdkappids: Annotated[list[str], NoDecode] = Field(
@@ -58,6 +65,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Per-app callback tokens, "appid:token,appid:token".',
         repr=False,
+    )
+    unsigned_sdkappids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Allowed apps accepted without a callback token (no Sign check), comma "
+        "separated: an explicit opt-in; any other allowed app without a token stops ingest.",
     )
     sign_max_skew_seconds: int = Field(60, ge=0, description="Max |now - RequestTime|.")
     callback_path: str = Field("/callback", description="Callback URL path (/ also accepted).")
@@ -85,7 +97,17 @@ class Settings(BaseSettings):
     window_seconds: int = Field(60, ge=1, description="Tumbling window size (event time).")
     grace_seconds: int = Field(30, ge=0, description="Grace after window end (event time).")
     idle_close_seconds: int = Field(
-        0, ge=0, description="Wall-clock close of quiet partitions' windows; 0 = off."
+        30,
+        ge=0,
+        description=(
+            "Idle allowance: an input partition with nothing unread that read nothing for this"
+            " long holds windows open only until wall clock - this; 0 = off (event time only)."
+        ),
+    )
+    max_future_seconds: int = Field(
+        5,
+        ge=0,
+        description="Stream time runs at most this far ahead of the worker's wall clock.",
     )
     update_interval_seconds: float = Field(
         5.0, ge=0, description="Min seconds between non-final updates of one window key."
@@ -161,7 +183,21 @@ class Settings(BaseSettings):
         "is 403, against DNS rebinding). The configured query host is always allowed.",
     )
 
-    @field_validator("sdkappids", mode="before")
+    def token_problem(self) -> str | None:
+        """One sentence naming the allowed apps that have no callback token and are not
+        opted in to unsigned callbacks (the ingress refuses to start then), or None."""
+        opted_in = set(self.unsigned_sdkappids)
+        missing = [a for a in self.sdkappids if a not in self.callback_tokens and a not in opted_in]
+        if not missing:
+            return None
+        return (
+            f"SdkAppid {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} allowed "
+            "(GROUPWATCH_SDKAPPIDS) but without a callback token: "
+            f"set GROUPWATCH_CALLBACK_TOKENS={missing[0]}:<token>, or accept its callbacks "
+            f"unsigned with GROUPWATCH_UNSIGNED_SDKAPPIDS={','.join(missing)}."
+        )
+
+    @field_validator("sdkappids", "unsigned_sdkappids", mode="before")
     @classmethod
     def _split_appids(cls, value: object) -> object:
         return _parse_csv(value) if isinstance(value, str) else value
@@ -170,6 +206,16 @@ class Settings(BaseSettings):
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         return _parse_csv(value) if isinstance(value, str) else value
+
+    @field_validator("sdkappids")
+    @classmethod
+    def _appids_fit_the_records(cls, value: list[str]) -> list[str]:
+        from groupwatch.contracts.records import SDKAPPID_MAX_CHARS
+
+        for appid in value:
+            if len(appid) > SDKAPPID_MAX_CHARS:
+                raise ValueError(f"an SdkAppid is at most {SDKAPPID_MAX_CHARS} characters long")
+        return value
 
     @field_validator("callback_tokens", mode="before")
     @classmethod

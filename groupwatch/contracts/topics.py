@@ -69,7 +69,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             t.dlq,
             n,
             rf,
-            {"cleanup.policy": "delete", "retention.ms": long_retention},
+            # a stream reject keeps the exact bytes of an input record (up to the broker's
+            # 1 MiB) in base64: records up to 4 MiB
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": long_retention,
+                "max.message.bytes": str(4 * 1024 * 1024),
+            },
             "rejected callback payloads with the reason",
         ),
         TopicSpec(

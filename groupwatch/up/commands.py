@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -15,6 +16,7 @@ from groupwatch.broker.jars import JarResolutionError
 from groupwatch.broker.prerequisites import PrerequisiteMissing
 from groupwatch.broker.server import BrokerError, LocalKafka
 from groupwatch.contracts import Settings, Topics, load_settings
+from groupwatch.contracts.startup import BrokerNotReady
 from groupwatch.errors import clear_errors
 from groupwatch.up.demo import DemoApp, ensure_demo_app, stage_environment
 from groupwatch.up.supervisor import Component, Supervisor, groupwatch_argv
@@ -33,7 +35,9 @@ def _available(cli_names: set[str]) -> list[tuple[str, list[str]]]:
 
 @click.command()
 @click.pass_context
-@clear_errors(BrokerError, PrerequisiteMissing, JarResolutionError, TopicMismatchError)
+@clear_errors(
+    BrokerError, PrerequisiteMissing, JarResolutionError, TopicMismatchError, BrokerNotReady
+)
 def up(ctx: click.Context) -> None:
     """Start the native stack in order and keep it running until Ctrl-C (SIGINT/SIGTERM).
 
@@ -42,6 +46,10 @@ def up(ctx: click.Context) -> None:
     dies is reported at once and the whole stack is stopped in reverse order.
     """
     settings = load_settings()
+    # The ingress would refuse to start; say so before anything starts, not in its log.
+    # (With no apps configured, up allows its demo app, which has a token.)
+    if (problem := settings.token_problem()) is not None:
+        raise click.ClickException(problem)
     broker = LocalKafka(settings)
     started_broker = False
     status = broker.start()
@@ -96,8 +104,24 @@ def _program() -> str:
     return f"{sys.executable} -m groupwatch"
 
 
+# Settings `query` and `report` read to find this stack's sink (or its file).
+CLIENT_SETTINGS = ("query_host", "query_port", "duckdb_path")
+
+
+def _client_env(settings: Settings) -> str:
+    """``GROUPWATCH_X=value `` for each client setting this stack runs with other than its
+    default, so the banner's query/report lines work as printed from another shell."""
+    pairs = []
+    for name in CLIENT_SETTINGS:
+        value = getattr(settings, name)
+        if value != Settings.model_fields[name].default:
+            pairs.append(f"GROUPWATCH_{name.upper()}={shlex.quote(str(value))} ")
+    return "".join(pairs)
+
+
 def _print_banner(settings: Settings, demo: DemoApp, commands: set[str]) -> None:
     gw = _program()
+    client = f"{_client_env(settings)}{gw}"
     bootstrap = settings.bootstrap_servers
     topics = Topics.from_settings(settings)
     url = f"http://{settings.ingest_host}:{settings.ingest_port}{settings.callback_path}"
@@ -115,11 +139,11 @@ def _print_banner(settings: Settings, demo: DemoApp, commands: set[str]) -> None
         )
     if "query" in commands:
         lines.append(
-            f'  query trends:  {gw} query "SELECT * FROM failure_trend_minute '
+            f'  query trends:  {client} query "SELECT * FROM failure_trend_minute '
             'ORDER BY minute DESC LIMIT 20"'
         )
     if "report" in commands:
-        lines.append(f"  report:  {gw} report --since 1h")
+        lines.append(f"  report:  {client} report --since 1h")
     lines += [
         f"  check the broker by hand:  kcat -b {bootstrap} -L",
         f"  subscribe to window aggregates:  kcat -b {bootstrap} -C -t {topics.failure_windows} -J",

@@ -36,9 +36,14 @@ def ensure_demo_app(settings: Settings) -> DemoApp:
 
 
 def stage_environment(settings: Settings, app: DemoApp, base: dict[str, str]) -> dict[str, str]:
-    """Environment for the stage processes: the demo app is allowed unless apps are configured."""
+    """Environment for the stage processes: the demo app is allowed unless apps are configured.
+
+    The demo app always comes with its token (the ingress fails closed on an allowed app
+    without one): it is added to any tokens already configured.
+    """
     env = dict(base)
     if not settings.sdkappids:
         env["GROUPWATCH_SDKAPPIDS"] = app.sdkappid
-        env.setdefault("GROUPWATCH_CALLBACK_TOKENS", f"{app.sdkappid}:{app.token}")
+        tokens = {**settings.callback_tokens, app.sdkappid: app.token}
+        env["GROUPWATCH_CALLBACK_TOKENS"] = ",".join(f"{a}:{t}" for a, t in tokens.items())
     return env

@@ -55,6 +55,7 @@ class Stack:
             GROUPWATCH_SNAPSHOT_PATH=str(tmp / "data" / "gw-snapshot.duckdb"),
             GROUPWATCH_SDKAPPIDS=",".join(a.sdkappid for a in APPS),
             GROUPWATCH_CALLBACK_TOKENS=",".join(f"{a.sdkappid}:{a.token}" for a in APPS if a.token),
+            GROUPWATCH_UNSIGNED_SDKAPPIDS=",".join(a.sdkappid for a in APPS if not a.token),
             GROUPWATCH_INGEST_PORT=str(free_port()),
             GROUPWATCH_INGEST_WORKERS="2",
             GROUPWATCH_STREAM_WEB_PORT=str(free_port()),

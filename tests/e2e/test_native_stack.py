@@ -93,6 +93,7 @@ def stack_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[s
         GROUPWATCH_SNAPSHOT_PATH=str(tmp_path / "data" / "gw-snapshot.duckdb"),
         GROUPWATCH_SDKAPPIDS=f"{APP},1400000002",
         GROUPWATCH_CALLBACK_TOKENS=f"{APP}:{TOKEN}",
+        GROUPWATCH_UNSIGNED_SDKAPPIDS="1400000002",
         GROUPWATCH_INGEST_PORT=str(free_port()),
         GROUPWATCH_INGEST_WORKERS="2",
         GROUPWATCH_STREAM_WEB_PORT=str(free_port()),

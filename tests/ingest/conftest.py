@@ -15,10 +15,11 @@ from ingest.app import create_app
 
 @pytest.fixture
 def ingest_settings(make_settings: Callable[..., Settings], topics: Topics) -> Settings:
-    """Settings with two apps (one with a callback token) and the topics created."""
+    """Settings with two apps (one signed, one opted in to unsigned) and the topics created."""
     return make_settings(
         sdkappids=[APPID, SIGNED_APPID],
         callback_tokens={SIGNED_APPID: TOKEN},
+        unsigned_sdkappids=[APPID],
     )
 
 

@@ -11,7 +11,14 @@ from typing import Any
 
 import orjson
 import requests
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from groupwatch.contracts import CMD_SEND_MSG_EXCEPTION, Settings
 from ingest.auth import make_sign
@@ -105,6 +112,16 @@ def read_topic(
         consumer.close()
 
 
+# Errors of a partition whose leader is still being elected (not flagged retriable).
+_SETTLING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+
+
 def _watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
     """Low/high watermarks, retrying while a new partition's leader settles."""
     for attempt in range(50):
@@ -112,7 +129,9 @@ def _watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, in
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
             return int(low), int(high)
         except KafkaException as exc:
-            if attempt == 49 or not exc.args[0].retriable():
+            error = exc.args[0]
+            settling = error.retriable() or error.code() in _SETTLING
+            if attempt == 49 or not settling:
                 raise
             time.sleep(0.2)
     raise AssertionError("unreachable")
@@ -138,6 +157,7 @@ class ServerProcess(StageProcess):
                 "GROUPWATCH_STATE_DIR": str(settings.state_dir),
                 "GROUPWATCH_SDKAPPIDS": f"{APPID},{SIGNED_APPID}",
                 "GROUPWATCH_CALLBACK_TOKENS": f"{SIGNED_APPID}:{TOKEN}",
+                "GROUPWATCH_UNSIGNED_SDKAPPIDS": APPID,
                 "GROUPWATCH_INGEST_PORT": str(self.port),
                 "GROUPWATCH_INGEST_WORKERS": "2",
                 "GROUPWATCH_INGEST_THREADS": "8",

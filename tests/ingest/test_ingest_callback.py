@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -12,6 +14,7 @@ from flask.testing import FlaskClient
 from ingest_helpers import (
     APPID,
     OK_REPLY,
+    SIGNED_APPID,
     SPEC_SAMPLE,
     TOKEN,
     query,
@@ -108,7 +111,9 @@ def test_sends_are_published_without_content(
 def test_message_content_kept_when_enabled(
     make_client: Any, make_settings: Any, topics: Topics
 ) -> None:
-    settings = make_settings(sdkappids=[APPID], keep_message_content=True)
+    settings = make_settings(
+        sdkappids=[APPID], unsigned_sdkappids=[APPID], keep_message_content=True
+    )
     client = make_client(settings)
     assert post(client, query(), SPEC_SAMPLE).status_code == 200
     [record] = read_topic(settings, topics.exceptions, expect=1)
@@ -140,7 +145,7 @@ def _body(marker: str, **changes: Any) -> bytes:
             data.pop(key)
         else:
             data[key] = value
-    return orjson.dumps(data)
+    return json.dumps(data).encode()  # integers beyond 64 bits included
 
 
 def _stale_signed() -> dict[str, str]:
@@ -264,3 +269,124 @@ def test_health_ready_and_metrics(client: FlaskClient) -> None:
         'groupwatch_ingest_ignored_total{command="Group.CallbackBeforeSendMsg"}',
     ):
         assert name in text, name
+
+
+def _out_of_range_cases() -> list[tuple[str, dict[str, str], dict[str, Any], str]]:
+    """(name, query, body changes, field): one value past each bound of the contract."""
+    from test_ingest_normalize import OUT_OF_RANGE
+
+    from groupwatch.contracts.records import (
+        CLIENT_IP_MAX_CHARS,
+        EPOCH_MS_MIN,
+        GROUP_ID_MAX_CHARS,
+        PLATFORM_MAX_CHARS,
+        UINT32_MAX,
+    )
+
+    cases = [
+        (f"{field} {i}", query(), changes, field) for i, (changes, field) in enumerate(OUT_OF_RANGE)
+    ]
+    send = query(CMD_AFTER_SEND_MSG)
+    cases += [
+        ("send MsgSeq", send, {"MsgSeq": UINT32_MAX + 1}, "MsgSeq"),
+        ("send Random", send, {"Random": -1}, "Random"),
+        ("send EventTime", send, {"EventTime": EPOCH_MS_MIN - 1}, "EventTime"),
+        ("send GroupId", send, {"GroupId": "g" * (GROUP_ID_MAX_CHARS + 1)}, "GroupId"),
+        ("ClientIP", query(ClientIP="1" * (CLIENT_IP_MAX_CHARS + 1)), {}, "ClientIP"),
+        ("OptPlatform", query(OptPlatform="p" * (PLATFORM_MAX_CHARS + 1)), {}, "OptPlatform"),
+    ]
+    return cases
+
+
+def test_out_of_range_fields_are_400_naming_the_field_and_kept_in_the_dlq(
+    client: FlaskClient, ingest_settings: Settings
+) -> None:
+    topics = Topics.from_settings(ingest_settings)
+    markers: dict[str, str] = {}
+    for name, params, changes, field in _out_of_range_cases():
+        marker = uuid.uuid4().hex
+        markers[marker] = field
+        reply = post(client, params, _body(marker, **changes))
+        assert reply.status_code == 400, name
+        payload = reply.get_json()
+        assert payload["ActionStatus"] == "FAIL" and payload["ErrorCode"] == 400, name
+        assert field in payload["ErrorInfo"], (name, payload)
+    records = read_topic(ingest_settings, topics.dlq, expect=len(markers))
+    dlq = [decode(r.value(), DlqRecord) for r in records]
+    found = {m: d.field for d in dlq for m in markers if m in d.body}
+    assert found == markers  # one DLQ record per rejection, naming the same field
+    assert all(d.stage == "ingest" and d.reason for d in dlq)
+    assert read_topic(ingest_settings, topics.exceptions) == []
+    assert read_topic(ingest_settings, topics.sends) == []
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'groupwatch_ingest_dlq_total{field="Random"}' in text
+
+
+def test_values_at_the_bounds_are_accepted_and_stored(
+    client: FlaskClient, ingest_settings: Settings
+) -> None:
+    from test_ingest_normalize import AT_BOUNDS
+
+    from groupwatch.contracts.records import EPOCH_MS_MAX, UINT32_MAX
+
+    expected = []
+    for changes, attribute, value in AT_BOUNDS:
+        if changes.get("EventTime") in (EPOCH_MS_MAX, str(EPOCH_MS_MAX)):
+            continue  # beyond the 15-minute future window of the ingress
+        assert post(client, query(), {**SPEC_SAMPLE, **changes}).status_code == 200, changes
+        expected.append((attribute, value))
+    sent = len(expected)
+    send = {"GroupId": "g", "EventTime": SPEC_SAMPLE["EventTime"], "MsgSeq": UINT32_MAX}
+    assert post(client, query(CMD_AFTER_SEND_MSG), send).status_code == 200
+    topics = Topics.from_settings(ingest_settings)
+    events = [
+        decode(r.value(), ExceptionEvent)
+        for r in read_topic(ingest_settings, topics.exceptions, expect=sent)
+    ]
+    assert len(events) == sent
+    for attribute, value in expected:
+        assert any(getattr(e, attribute) == value for e in events), attribute
+    [stored] = read_topic(ingest_settings, topics.sends, expect=1)
+    assert decode(stored.value(), SendEvent).msg_seq == UINT32_MAX
+    assert read_topic(ingest_settings, topics.dlq) == []
+
+
+def test_allowed_app_without_token_and_not_opted_in_is_refused(
+    make_client: Any, make_settings: Any, topics: Topics
+) -> None:
+    # APPID has no token and is not in GROUPWATCH_UNSIGNED_SDKAPPIDS
+    settings = make_settings(sdkappids=[APPID, SIGNED_APPID], callback_tokens={SIGNED_APPID: TOKEN})
+    client = make_client(settings)
+    reply = post(client, query(), SPEC_SAMPLE)
+    assert reply.status_code == 401 and "token" in reply.get_json()["ErrorInfo"]
+    assert post(client, signed_query(), SPEC_SAMPLE).status_code == 200  # a marker
+    [record] = read_topic(settings, topics.exceptions, expect=1)
+    assert decode(record.value(), ExceptionEvent).sdkappid == SIGNED_APPID
+
+
+def test_unknown_command_names_share_one_metric_label(client: FlaskClient) -> None:
+    names = [f"Custom.Command{uuid.uuid4().hex}" for _ in range(5)]
+    for name in names:
+        assert post(client, query(name), b"").status_code == 200
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'groupwatch_ingest_ignored_total{command="other"}' in text
+    assert not any(name in text for name in names)
+
+
+def test_reject_log_lines_are_truncated_and_rate_limited(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingest import app as app_module
+    from ingest.logs import RateLimitedLog
+
+    frozen = RateLimitedLog(app_module.log, "callback rejected", per_second=5, clock=lambda: 0.0)
+    monkeypatch.setattr(app_module, "reject_log", frozen)
+    huge = "9" * 5000
+    with caplog.at_level(logging.INFO, logger="ingest.app"):
+        for _ in range(30):
+            assert post(client, query(appid=huge), SPEC_SAMPLE).status_code == 403
+        frozen.flush()
+    lines = [r for r in caplog.records if r.getMessage() == "callback rejected"]
+    assert len(lines) == 5
+    assert all(len(r.sdkappid) < 260 for r in lines)  # type: ignore[attr-defined]
+    assert [getattr(r, "suppressed", None) for r in caplog.records][-1] == 25

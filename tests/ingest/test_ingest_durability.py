@@ -51,6 +51,7 @@ def test_unreachable_broker_spools_and_a_restart_drains_exactly_once(
 ) -> None:
     dead = make_settings(
         sdkappids=[APPID],
+        unsigned_sdkappids=[APPID],
         kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
         publish_timeout_ms=200,
     )
@@ -65,7 +66,7 @@ def test_unreachable_broker_spools_and_a_restart_drains_exactly_once(
     publisher.close()
     assert list(dead.spool_path.glob("*.spool"))  # the events wait on disk
 
-    live = make_settings(sdkappids=[APPID])
+    live = make_settings(sdkappids=[APPID], unsigned_sdkappids=[APPID])
     assert live.spool_path == dead.spool_path
     make_client(live).get("/readyz")  # starts the publisher, whose forwarder drains
     ids = event_ids(live, expect=60)
@@ -200,6 +201,7 @@ def test_full_spool_answers_503_loudly_and_keeps_what_it_accepted(
 ) -> None:
     dead = make_settings(
         sdkappids=[APPID],
+        unsigned_sdkappids=[APPID],
         kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
         publish_timeout_ms=100,
         spool_max_bytes=1 << 20,

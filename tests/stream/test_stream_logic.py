@@ -12,6 +12,7 @@ from stream.state import Config, PartitionState
 from stream.windows import StreamClock, WindowSpec
 
 T = 1_700_000_040_000  # a multiple of 60 s
+NOW = 1 << 62  # the worker's wall clock, far after the test data (the clock cap is received_at)
 SPEC = WindowSpec(60_000, 30_000)
 RULES = AlertRules(threshold=20, baseline_factor=3.0, ewma_alpha=0.5, min_failures=5)
 
@@ -82,7 +83,7 @@ def _run(state: PartitionState, events: list, start: int = 0) -> list:
     out = []
     for i, ev in enumerate(events, start):
         kind = "e" if ev.callback_command.endswith("Exception") else "s"
-        out.append(state.apply(kind, i, ev, "t", 0))
+        out.append(state.apply(kind, i, ev, "t", NOW))
     return out
 
 
@@ -94,11 +95,11 @@ def test_state_counts_ratio_and_final_on_close() -> None:
         exc("g", 10017, T + 3_000, "a"),
     ]
     for i, ev in enumerate(evs):
-        st.apply("e", i, ev, "t", 0)
+        st.apply("e", i, ev, "t", NOW)
     for i in range(3):
-        st.apply("s", i, send("g", T + 4_000 + i), "t", 0)
-    st.apply("s", 3, send("g", T + 95_000), "t", 0)
-    fx = st.apply("e", 3, exc("h", 10002, T + 95_000), "t", 0)
+        st.apply("s", i, send("g", T + 4_000 + i), "t", NOW)
+    st.apply("s", 3, send("g", T + 95_000), "t", NOW)
+    fx = st.apply("e", 3, exc("h", 10002, T + 95_000), "t", NOW)
     finals = [o for o in fx.outputs if o.topic == "failure_windows"]
     assert len(finals) == 2 and fx.windows_closed == 1
     import msgspec
@@ -118,7 +119,7 @@ def test_state_replay_after_reload_is_idempotent() -> None:
     st = PartitionState(0, cfg(), seen={"e": True, "s": False})
     stored: dict[str, bytes] = {}
     for i, ev in enumerate(events):
-        fx = st.apply("e", i, ev, "t", 0)
+        fx = st.apply("e", i, ev, "t", NOW)
         stored.update(fx.writes)
         if i < 5 and fx.meta:
             stored[fx.meta[0]] = fx.meta[1]  # meta stops at offset 4: a crash
@@ -134,9 +135,9 @@ def test_state_replay_after_reload_is_idempotent() -> None:
 
 def test_late_event_is_reported_not_counted() -> None:
     st = PartitionState(0, cfg(), seen={"e": True, "s": False})
-    st.apply("e", 0, exc("g", 10004, T), "t", 0)
-    st.apply("e", 1, exc("g", 10004, T + 95_000), "t", 0)
-    fx = st.apply("e", 2, exc("g", 10004, T + 10_000, "late"), "t", 0)
+    st.apply("e", 0, exc("g", 10004, T), "t", NOW)
+    st.apply("e", 1, exc("g", 10004, T + 95_000), "t", NOW)
+    fx = st.apply("e", 2, exc("g", 10004, T + 10_000, "late"), "t", NOW)
     assert fx.late == 1 and [o.topic for o in fx.outputs] == ["late_events"]
     assert (T, "1400000001", "g", 10004) not in st.codes  # never reopened
 
@@ -173,7 +174,7 @@ def _batched_run(
     for b, i in enumerate(range(0, len(events), size)):
         batch = Batch()
         for kind, off, ev in events[i : i + size]:
-            batch.merge(st.apply(kind, off, ev, "t", 0))  # type: ignore[arg-type]
+            batch.merge(st.apply(kind, off, ev, "t", NOW))  # type: ignore[arg-type]
         outs.update((o.topic, o.key, o.value) for o in batch.outputs)
         meta = [batch.meta] if batch.meta else []
         ops = [*batch.key_writes(), *meta, *((k, None) for k in batch.key_deletes())]
@@ -230,7 +231,7 @@ def test_dedup_histories_are_stored_per_bucket_once_per_batch() -> None:
     fx = st.begin()
     evs = [exc("g", 10004, T + i * 100, f"u{i}") for i in range(50)]  # one minute
     for i, ev in enumerate(evs):
-        st.step(fx, "e", i, ev, "t", 0)
+        st.step(fx, "e", i, ev, "t", NOW)
     st.finish(fx)
     assert _dedup_keys(fx.writes) == [f"0|d|e|{T}|0"]  # one key for 50 event ids
     assert fx.meta is not None and fx.counted == 50
@@ -239,10 +240,10 @@ def test_dedup_histories_are_stored_per_bucket_once_per_batch() -> None:
     for key, value in [*fx.writes.items(), fx.meta]:
         fresh.load(key, value)
     fresh.finish_load()
-    dup = fresh.apply("e", 50, evs[7], "t", 0)
+    dup = fresh.apply("e", 50, evs[7], "t", NOW)
     assert dup.duplicates == 1 and dup.counted == 0 and not _dedup_keys(dup.writes)
     # far later: windows close, the bucket is deleted once its event times expired
-    later = fresh.apply("e", 51, exc("h", 10004, T + 2 * 3_600_000), "t", 0)
+    later = fresh.apply("e", 51, exc("h", 10004, T + 2 * 3_600_000), "t", NOW)
     assert f"0|d|e|{T}|0" in later.deletes and (("e", T, 0) not in fresh.dbuckets)
 
 
@@ -250,7 +251,7 @@ def test_dedup_bucket_keeps_occurrences_of_one_id_in_their_own_buckets() -> None
     st = PartitionState(0, cfg(), seen={"e": True, "s": False})
     ev = exc("g", 10004, T, "a", random=5)
     again = exc("g", 10004, T + 301_000, "a", random=5)  # same id, after the dedup span
-    fxs = [st.apply("e", 0, ev, "t", 0), st.apply("e", 1, again, "t", 0)]
+    fxs = [st.apply("e", 0, ev, "t", NOW), st.apply("e", 1, again, "t", NOW)]
     assert [f.counted for f in fxs] == [1, 1]
     assert _dedup_keys(fxs[0].writes) == [f"0|d|e|{T}|0"]
     assert _dedup_keys(fxs[1].writes) == [f"0|d|e|{T + 300_000}|0"]
@@ -265,7 +266,7 @@ def test_legacy_per_event_dedup_key_is_moved_into_its_bucket() -> None:
     st = PartitionState(0, cfg(), seen={"e": True, "s": False})
     st.load(f"0|d|e|{ev.event_id}", legacy)
     st.finish_load()
-    fx = st.apply("e", 4, ev, "t", 0)  # same id within 5 min of the stored occurrence
+    fx = st.apply("e", 4, ev, "t", NOW)  # same id within 5 min of the stored occurrence
     assert fx.duplicates == 1
     assert _dedup_keys(fx.writes) == [f"0|d|e|{T}|0"]  # bucket written before the meta
     assert fx.deletes == [f"0|d|e|{ev.event_id}"]  # old key deleted after it
@@ -277,7 +278,7 @@ def test_dedup_bucket_size_is_bounded_by_offsets() -> None:
     fx = st.begin()
     n = 2 * dedup.BUCKET_OFFSETS + 10
     for i in range(n):
-        st.step(fx, "e", i, exc("g", 10004, T + i % 60_000, f"u{i}"), "t", 0)
+        st.step(fx, "e", i, exc("g", 10004, T + i % 60_000, f"u{i}"), "t", NOW)
     st.finish(fx)
     assert _dedup_keys(fx.writes) == [f"0|d|e|{T}|{c}" for c in range(3)]
     assert max(len(v) for v in st.dbuckets.values()) == dedup.BUCKET_OFFSETS

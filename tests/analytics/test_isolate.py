@@ -94,15 +94,20 @@ def test_a_batch_of_only_unbuildable_records_costs_one_transaction(tmp_path: Pat
     topics = Topics.from_settings(Settings())
     con = open_writer(tmp_path / "db.duckdb", tmp_path / "snap.duckdb", threads=1)
     migrate(con)
-    raws = raw_exceptions(topics.exceptions, 2000)
-    raws = [
-        r._replace(value=r.value.replace(b'"event_time_ms":', b'"event_time_ms":99')) for r in raws
-    ]
+    # failure windows the contract accepts (it bounds no window field) but no column holds
+    raws = []
+    for i in range(2000):
+        w = f.window("1", f"g{i}", 10004, f.BASE_MS, 1, final=False, updated_ms=f.BASE_MS)
+        bad = msgspec.structs.replace(w, window_start_ms=2**62) if i % 2 else w
+        bad = msgspec.structs.replace(bad, failures=2**64 - 1) if i % 3 == 0 else bad
+        raws.append(RawMessage(topics.failure_windows, 0, i, encode(bad)))
+    want = [i for i in range(2000) if i % 2 or i % 3 == 0]
     out = isolate(con, raws, topics, ValueError("the batch failed"))
-    assert con.execute("SELECT count(*) FROM sink_rejects").fetchall() == [(2000,)]
-    # every reject in one transaction with the offsets (two halves when the contract
-    # itself refuses such times: then the whole batch builds)
-    assert len(out.applied) <= 2
+    assert sorted(r.offset for r in out.rejected) == want
+    assert all("cannot be stored" in r.error for r in out.rejected)
+    assert con.execute("SELECT count(*) FROM sink_rejects").fetchall() == [(len(want),)]
+    assert con.execute("SELECT count(*) FROM failure_windows").fetchall() == [(2000 - len(want),)]
+    assert len(out.applied) == 1  # good records and every reject in one transaction
     assert con.execute("SELECT next_offset FROM kafka_offsets").fetchall() == [(2000,)]
 
 

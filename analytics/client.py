@@ -8,6 +8,7 @@ spilling at most ``query_temp_mb`` to a private temp dir.
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -111,7 +112,7 @@ def runner(settings: Settings) -> Callable[[str], pa.Table]:
     probe = _via_sink(settings, "SELECT 1")
     if probe is not None:
         return lambda sql: run_query(settings, sql).table
-    # the process ends with the report: its temp dir is removed then, or left in /tmp
     temp_dir = Path(tempfile.mkdtemp(prefix="groupwatch-query-"))
+    atexit.register(shutil.rmtree, temp_dir, True)  # the report ends with the process
     con = open_read_only(settings, temp_dir)
     return lambda sql: _local(settings, con, sql).table

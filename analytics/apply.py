@@ -18,16 +18,43 @@ one statement, so each key must appear once):
 * ``alerts``: the newest raise per key (raised_at_ms).
 * ``kafka_offsets``: the next offset to read per (topic, partition), never moved back
   (a handful of rows per batch: a VALUES list in the transaction's script, no Arrow).
+
+``apply_batch`` returns how many exceptions and sends were new (the rest of them were
+duplicates); failure windows and alerts are merged states, every decoded one counts as
+stored.
+
+A batch the store refuses (``isolate``): if building its Arrow tables or its transaction
+fails with an error that can be the data's (see ``_never_data``), its messages are
+bisected, each half re-collated and built (then the good ones applied in one
+transaction), or, for a failing transaction, applied on its own, until the failing part
+is one record. That record is stored in ``sink_rejects`` (with its offset) only if a
+*control* record of the same topic (a fixed valid record) passes the very same path
+(built and applied in a transaction that is rolled back) at the first such record of
+the topic in that isolation. If the control fails too, the
+fault is the database's or the code's, not the record's: ``StoreBroken`` stops the sink
+loudly instead of turning every record into a reject.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import duckdb
+import msgspec
 import pyarrow as pa
 
 from analytics import batch as b
+from groupwatch.contracts import Topics
+from groupwatch.contracts.records import (
+    Alert,
+    ExceptionEvent,
+    FailureWindow,
+    SendEvent,
+    decode,
+    encode,
+)
 
 _EXC_COLS = (
     "event_id, sdkappid, callback_command, group_id, group_type, from_account, "
@@ -168,19 +195,32 @@ _NAMES = (
 )
 
 
-def apply_batch(con: duckdb.DuckDBPyConnection, batch: b.Batch | b.Prepared) -> None:
-    """Write the batch and its offsets atomically (all or nothing)."""
+@dataclass
+class Applied:
+    """What one committed batch stored: new exceptions and sends (the rest: duplicates)."""
+
+    new_exceptions: int = 0
+    new_sends: int = 0
+
+
+def apply_batch(
+    con: duckdb.DuckDBPyConnection, batch: b.Batch | b.Prepared, commit: bool = True
+) -> Applied:
+    """Write the batch and its offsets atomically (all or nothing).
+
+    ``commit=False`` runs the same statements and rolls them back (the control of
+    ``isolate``).
+    """
     prepared = batch if isinstance(batch, b.Prepared) else b.prepare(batch)
     if "exceptions" in prepared.tables:
         try:
-            _apply(con, prepared, INSERT_EXCEPTIONS_NEW)
-            return
+            return _apply(con, prepared, INSERT_EXCEPTIONS_NEW, commit)
         except duckdb.ConstraintException:
             # an event_id already stored, or repeated inside the batch: DuckDB aborted
             # the transaction, it was rolled back; redo it with the de-duplicating form
             # (any other constraint error is raised again by that attempt)
             pass
-    _apply(con, prepared, INSERT_EXCEPTIONS)
+    return _apply(con, prepared, INSERT_EXCEPTIONS, commit)
 
 
 # (table key, registered name, statement) written by one script, in this order
@@ -191,7 +231,9 @@ _SCRIPTED = (
 )
 
 
-def _apply(con: duckdb.DuckDBPyConnection, prepared: b.Prepared, insert_exceptions: str) -> None:
+def _apply(
+    con: duckdb.DuckDBPyConnection, prepared: b.Prepared, insert_exceptions: str, commit: bool
+) -> Applied:
     """One transaction: every table of the batch, then its offsets; rolled back on error.
 
     Everything but the sends (whose second statement needs the first one's result) runs
@@ -202,11 +244,17 @@ def _apply(con: duckdb.DuckDBPyConnection, prepared: b.Prepared, insert_exceptio
     tables = prepared.tables
     script: list[str] = []
     registered: list[str] = []
+    applied = Applied()
+    # the de-duplicating insert runs on its own (its count of new rows is needed); the
+    # optimistic one stores every row or fails
+    separate_exceptions = "exceptions" in tables and insert_exceptions is INSERT_EXCEPTIONS
     try:
         if "exceptions" in tables:
             con.register("_b_exceptions", tables["exceptions"])
             registered.append("_b_exceptions")
-            script.append(insert_exceptions)
+            if not separate_exceptions:
+                script.append(insert_exceptions)
+                applied.new_exceptions = tables["exceptions"].num_rows
         for key, name, sql in _SCRIPTED:
             if key in tables:
                 con.register(name, tables[key])
@@ -214,17 +262,22 @@ def _apply(con: duckdb.DuckDBPyConnection, prepared: b.Prepared, insert_exceptio
                 script.append(sql)
         if prepared.next_offsets:
             script.append(upsert_offsets_sql(prepared.next_offsets))
-        script.append("COMMIT")
-        if "sends" in tables:
+        script.append("COMMIT" if commit else "ROLLBACK")
+        if "sends" in tables or separate_exceptions:
             con.execute("BEGIN TRANSACTION")
+        else:
+            script.insert(0, "BEGIN TRANSACTION")
+        if separate_exceptions:
+            rows = con.execute(insert_exceptions).fetchall()
+            applied.new_exceptions = int(rows[0][0]) if rows else 0
+        if "sends" in tables:
             con.register("_b_sends", tables["sends"])
             registered.append("_b_sends")
             new_ids = [row[0] for row in con.execute(INSERT_SEND_IDS).fetchall()]
+            applied.new_sends = len(new_ids)
             if new_ids:
                 table = pa.table({"event_id": pa.array(new_ids, pa.string())})
                 _run(con, "_b_new_sends", table, ADD_SENDS)
-        else:
-            script.insert(0, "BEGIN TRANSACTION")
         con.execute(";\n".join(script)).fetchall()
     except BaseException:
         # the error came before BEGIN, or a failed COMMIT already rolled back
@@ -235,6 +288,228 @@ def _apply(con: duckdb.DuckDBPyConnection, prepared: b.Prepared, insert_exceptio
         raise
     for name in registered:
         con.unregister(name)
+    return applied
+
+
+# --- isolating the records the store refuses --------------------------------------------
+class StoreBroken(RuntimeError):
+    """A write failed where a known-good control record fails too: not the data's fault."""
+
+
+# Errors that are never one record's fault: the file, the disk, the transaction manager
+# or the process (an interrupted or out-of-memory process is not a bad record either).
+_NEVER_DATA: tuple[type[BaseException], ...] = (
+    duckdb.IOException,
+    duckdb.FatalException,
+    duckdb.InternalException,
+    duckdb.TransactionException,
+    duckdb.OutOfMemoryException,
+    duckdb.InterruptException,
+    duckdb.PermissionException,
+    MemoryError,
+)
+
+
+def _never_data(exc: BaseException) -> bool:
+    return isinstance(exc, _NEVER_DATA) or not isinstance(exc, Exception)
+
+
+def _controls(topics: Topics) -> dict[str, bytes]:
+    """A fixed valid record per topic the sink reads (never committed anywhere)."""
+    t = 1_700_000_000_000
+    exception = ExceptionEvent(
+        event_id="groupwatch-control",
+        sdkappid="1400000000",
+        group_id="control",
+        group_type="Public",
+        from_account="control",
+        random=1,
+        msg_types=["TIMTextElem"],
+        error_code=10004,
+        error_info="control",
+        error_category="rate_limited",
+        event_time_ms=t,
+        received_at_ms=t,
+        extra={"Control": 1},
+    )
+    send = SendEvent(
+        event_id="groupwatch-control", sdkappid="1400000000", group_id="control",
+        event_time_ms=t, received_at_ms=t,
+    )  # fmt: skip
+    window = FailureWindow(
+        sdkappid="1400000000", group_id="control", error_code=10004,
+        error_category="rate_limited", window_start="2023-11-14T22:13:00Z",
+        window_end="2023-11-14T22:14:00Z", window_start_ms=t, window_end_ms=t + 60_000,
+        failures=1, failures_per_minute=1.0, senders=1, first_event_time_ms=t,
+        last_event_time_ms=t, group_failures=1, final=False,
+        updated_at="2023-11-14T22:13:20Z", updated_at_ms=t,
+    )  # fmt: skip
+    alert = Alert(
+        sdkappid="1400000000", group_id="control", window_start="2023-11-14T22:13:00Z",
+        window_end="2023-11-14T22:14:00Z", window_start_ms=t, window_end_ms=t + 60_000,
+        reason="threshold", failures=1, threshold=1, baseline_factor=1.0,
+        raised_at="2023-11-14T22:13:20Z", raised_at_ms=t,
+    )  # fmt: skip
+    return {
+        topics.exceptions: encode(exception),
+        topics.sends: encode(send),
+        topics.failure_windows: encode(window),
+        topics.alerts: encode(alert),
+    }
+
+
+@dataclass
+class Isolated:
+    """The outcome of isolating a refused batch: every transaction applied (rejects
+    included, in their ``Prepared``), and the records it rejected itself."""
+
+    applied: list[tuple[b.Prepared, Applied]] = field(default_factory=list)
+    rejected: list[b.Reject] = field(default_factory=list)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"cannot be stored: {type(exc).__name__}: {exc}"
+
+
+def isolate(
+    con: duckdb.DuckDBPyConnection,
+    raws: Sequence[b.RawMessage],
+    topics: Topics,
+    error: BaseException,
+) -> Isolated:
+    """Apply ``raws`` (which failed as one batch with ``error``), bisecting to the bad ones.
+
+    First without the database: when building the batch's tables fails, halves are built
+    (not applied) down to the records that cannot be built; the rest and those rejects
+    are then applied as one transaction. When the transaction itself fails, halves are
+    applied in order, so each partition's stored offset only moves forward over records
+    stored or rejected. Raises ``error`` itself if it is never the data's fault, and
+    ``StoreBroken`` if a control record fails where a record did.
+    """
+    if _never_data(error):
+        raise error
+    iso = _Isolation(con, topics)
+    raws = list(raws)
+    try:
+        b.prepare(b.collate(raws, topics))
+    except Exception as exc:
+        if _never_data(exc):
+            raise
+        good: list[b.RawMessage] = []
+        rejects: list[b.Reject] = []
+        iso.split_unbuildable(iso.screen(raws, exc, rejects), exc, good, rejects)
+        rejects.sort(key=lambda r: (r.topic, r.partition, r.offset))
+        batch = b.collate(good, topics)
+        batch.rejects.extend(rejects)
+        batch.next_offsets = b.next_offsets_of(raws)
+        prepared = b.prepare(batch)
+        try:
+            iso.out.applied.append((prepared, apply_batch(con, prepared)))
+            iso.out.rejected.extend(rejects)
+            return iso.out
+        except Exception as exc2:  # rolled back: isolate in the database, record by record
+            if _never_data(exc2):
+                raise
+            error = exc2
+    iso.bisect(raws, error)
+    return iso.out
+
+
+class _Isolation:
+    def __init__(self, con: duckdb.DuckDBPyConnection, topics: Topics) -> None:
+        self.con, self.topics = con, topics
+        self.controls = _controls(topics)
+        self.controlled: set[str] = set()  # topics whose control passed in this isolation
+        self.out = Isolated()
+
+    def attempt(self, raws: Sequence[b.RawMessage], commit: bool) -> tuple[b.Prepared, Applied]:
+        prepared = b.prepare(b.collate(raws, self.topics))
+        return prepared, apply_batch(self.con, prepared, commit=commit)
+
+    def control(self, raw: b.RawMessage, error: BaseException) -> None:
+        """Raise StoreBroken unless a valid record of ``raw``'s topic passes the same path."""
+        control = self.controls.get(raw.topic)
+        if control is None or raw.topic in self.controlled:
+            return
+        try:
+            self.attempt([b.RawMessage(raw.topic, raw.partition, 0, control)], commit=False)
+        except Exception as exc:
+            raise StoreBroken(
+                f"{raw.topic}[{raw.partition}]@{raw.offset} failed ({_describe(error)}) and so "
+                f"did a known-good control record ({type(exc).__name__}: {exc}): the "
+                "database or the sink, not the record, is at fault"
+            ) from exc
+        self.controlled.add(raw.topic)
+
+    def screen(
+        self, raws: list[b.RawMessage], error: BaseException, rejects: list[b.Reject]
+    ) -> list[b.RawMessage]:
+        """The records without a value their column cannot hold (``unstorable_reason``,
+        checked in Python: microseconds a record, where building each alone costs a
+        millisecond); the others go to ``rejects``."""
+        kept: list[b.RawMessage] = []
+        errors = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
+        for raw in raws:
+            kind = b.record_type(self.topics, raw.topic)
+            reason = None
+            if kind is not None and raw.value is not None:
+                with contextlib.suppress(*errors):  # undecodable: collate rejects it
+                    reason = b.unstorable_reason(decode(raw.value, kind))
+            if reason is None:
+                kept.append(raw)
+                continue
+            self.control(raw, error)
+            message = f"cannot be stored: {reason}"
+            rejects.append(b.Reject(raw.topic, raw.partition, raw.offset, message, raw.value))
+        return kept
+
+    def split_unbuildable(
+        self,
+        raws: list[b.RawMessage],
+        error: BaseException,
+        good: list[b.RawMessage],
+        rejects: list[b.Reject],
+    ) -> None:
+        """Sort ``raws`` (in order) into those whose tables can be built and rejects."""
+        if len(raws) == 1:
+            self.control(raws[0], error)
+            raw = raws[0]
+            rejects.append(
+                b.Reject(raw.topic, raw.partition, raw.offset, _describe(error), raw.value)
+            )
+            return
+        middle = len(raws) // 2
+        for half in (raws[:middle], raws[middle:]):
+            try:
+                b.prepare(b.collate(half, self.topics))
+                good.extend(half)
+            except Exception as exc:
+                if _never_data(exc):
+                    raise
+                self.split_unbuildable(half, exc, good, rejects)
+
+    def bisect(self, raws: list[b.RawMessage], error: BaseException) -> None:
+        if len(raws) == 1:
+            self.reject_one(raws[0], error)
+            return
+        middle = len(raws) // 2
+        for half in (raws[:middle], raws[middle:]):
+            try:
+                self.out.applied.append(self.attempt(half, commit=True))
+            except Exception as exc:
+                if _never_data(exc):
+                    raise
+                self.bisect(half, exc)
+
+    def reject_one(self, raw: b.RawMessage, error: BaseException) -> None:
+        self.control(raw, error)
+        reject = b.Reject(raw.topic, raw.partition, raw.offset, _describe(error), raw.value)
+        key = (raw.topic, raw.partition)
+        batch = b.Batch(rejects=[reject], next_offsets={key: raw.offset + 1})
+        prepared = b.prepare(batch)
+        # a failure here is the store's: it propagates
+        self.out.applied.append((prepared, apply_batch(self.con, prepared)))
+        self.out.rejected.append(reject)
 
 
 # Sends are de-duplicated by event_id within this much event time (duplicates come from

@@ -7,7 +7,13 @@ partition's applied position to.
 Raw exceptions (the bulk of the traffic) are first parsed all at once by Arrow's JSON
 reader in C++, without the GIL (``exceptions_from_json``); a batch with any value that
 reader does not take exactly as the contract does is decoded record by record with the
-contract instead, so a bad record gets the same reject as ever.
+contract instead, so a bad record gets the same reject as ever. The fast path checks the
+contract's own constraints too (``msgspec.Meta`` ranges and lengths, read from the type,
+``contract_violations``): a value the contract refuses never passes the fast path.
+
+``prepare`` refuses (``Unstorable``) a batch with a timestamp outside what DuckDB and
+Python's ``datetime`` can hold (years 1 to 9999: a row beyond would break every served
+query that reads it); the sink then isolates the record (``analytics.apply.isolate``).
 """
 
 from __future__ import annotations
@@ -28,6 +34,14 @@ from groupwatch.contracts.catalog import CATEGORIES
 from groupwatch.contracts.records import Alert, ExceptionEvent, FailureWindow, SendEvent, decode
 
 TS = pa.timestamp("ms", tz="UTC")
+# What a TIMESTAMPTZ column may hold (ms since the epoch): 0001-01-01 .. 9999-12-31,
+# the range of Python's datetime (served JSON and every client convert through it).
+TS_MIN_MS = -62_135_596_800_000
+TS_MAX_MS = 253_402_300_799_999
+
+
+class Unstorable(ValueError):
+    """A decoded record holds a value its column cannot store (the data's fault)."""
 
 
 class RawMessage(NamedTuple):
@@ -58,6 +72,9 @@ class Batch:
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     # the exceptions as one Arrow table when the whole batch took the C++ JSON path
     exception_table: pa.Table | None = None
+    # the messages the batch was collated from (the sink re-collates parts of them to
+    # isolate a record that cannot be stored)
+    raws: Sequence[RawMessage] = ()
 
     def counts(self) -> dict[str, int]:
         return {
@@ -91,7 +108,9 @@ def collate(messages: Iterable[RawMessage], topics: Topics) -> Batch:
     together at the end (``exceptions_from_json``), every other record with the
     contract's ``decode``.
     """
-    batch = Batch()
+    if not isinstance(messages, Sequence):
+        messages = list(messages)
+    batch = Batch(raws=messages)
     pending: list[RawMessage] = []  # raw exceptions
     kinds: dict[str, tuple[type[Any], list[Any]]] = {
         topics.exceptions: (ExceptionEvent, pending),
@@ -100,7 +119,8 @@ def collate(messages: Iterable[RawMessage], topics: Topics) -> Batch:
         topics.alerts: (Alert, batch.alerts),
     }
     next_offsets = batch.next_offsets
-    errors = (msgspec.ValidationError, msgspec.DecodeError)
+    # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a string
+    errors = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
     last_topic: str | None = None
     kind_entry: tuple[type[Any], list[Any]] | None = None
     for msg in messages:
@@ -127,7 +147,8 @@ def collate(messages: Iterable[RawMessage], topics: Topics) -> Batch:
     if pending:
         # pending holds no tombstones (rejected above): every value is bytes
         values = cast(list[bytes], [m.value for m in pending])
-        batch.exception_table = exceptions_from_json(values)
+        if len(values) >= JSON_FAST_PATH_MIN_ROWS:
+            batch.exception_table = exceptions_from_json(values)
         if batch.exception_table is None:
             for (topic, partition, offset, _), value in zip(pending, values, strict=True):
                 try:
@@ -199,6 +220,10 @@ _EXC_NOT_NULL = (
     "extra",
 )
 _CATEGORY_SET = pa.array(CATEGORIES, pa.string())
+# Arrow's JSON reader costs ~1.6 ms per call whatever the size: fewer raw exceptions than
+# this are decoded with the contract (the same result, faster; isolating a bad record
+# re-collates many small parts, analytics/apply.py)
+JSON_FAST_PATH_MIN_ROWS = 64
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -227,6 +252,11 @@ def exceptions_from_json(values: list[bytes]) -> pa.Table | None:
         return None
     if not pc.all(pc.is_in(raw.column("error_category"), value_set=_CATEGORY_SET)).as_py():
         return None
+    try:
+        if contract_violations(raw, _EXC_CONSTRAINTS):
+            return None
+    except (pa.ArrowException, TypeError, ValueError):  # a column the checks cannot read
+        return None
     columns: dict[str, Any] = {"seq": pa.array(range(n), pa.int64())}
     for name in _EXC_FIELDS:
         if name in ("extra", "msg_body"):
@@ -236,6 +266,145 @@ def exceptions_from_json(values: list[bytes]) -> pa.Table | None:
         else:
             columns[name] = raw.column(name)
     return pa.table(columns)
+
+
+# --- the contract's constraints, checked on Arrow columns -------------------------------
+_Check = tuple[str, str, Any, Any]  # (field, "value" | "length" | "item_length", low, high)
+
+
+def _bounds(info: Any) -> tuple[Any, Any]:
+    low = info.ge if info.ge is not None else (None if info.gt is None else info.gt + 1)
+    high = info.le if info.le is not None else (None if info.lt is None else info.lt - 1)
+    return low, high
+
+
+def constraints_of(struct: type[msgspec.Struct]) -> list[_Check]:
+    """Every ``msgspec.Meta`` constraint of ``struct``'s fields, as column checks.
+
+    Supported: integer ge/gt/le/lt, string and list min/max_length, and those of a list's
+    string items. Any other constraint (a pattern, multiple_of, float bounds) raises: the
+    JSON fast path could not honour it, so the type change must be mapped here first
+    (tests/analytics/test_batch_json.py checks the contract's types).
+    """
+    checks: list[_Check] = []
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for f in info.fields:
+        t = f.type
+        if isinstance(t, msgspec.inspect.UnionType):
+            inner = [x for x in t.types if not isinstance(x, msgspec.inspect.NoneType)]
+            t = inner[0] if len(inner) == 1 else t
+        if isinstance(t, msgspec.inspect.IntType):
+            if t.multiple_of is not None:
+                raise TypeError(f"{struct.__name__}.{f.name}: multiple_of is not supported")
+            low, high = _bounds(t)
+            if low is not None or high is not None:
+                checks.append((f.name, "value", low, high))
+        elif isinstance(t, msgspec.inspect.StrType):
+            if t.pattern is not None:
+                raise TypeError(f"{struct.__name__}.{f.name}: a pattern is not supported")
+            if t.min_length is not None or t.max_length is not None:
+                checks.append((f.name, "length", t.min_length, t.max_length))
+        elif isinstance(t, msgspec.inspect.ListType):
+            if t.min_length is not None or t.max_length is not None:
+                checks.append((f.name, "length", t.min_length, t.max_length))
+            item = t.item_type
+            if isinstance(item, msgspec.inspect.StrType):
+                if item.pattern is not None:
+                    raise TypeError(f"{struct.__name__}.{f.name}: a pattern is not supported")
+                if item.min_length is not None or item.max_length is not None:
+                    checks.append((f.name, "item_length", item.min_length, item.max_length))
+        elif isinstance(t, msgspec.inspect.FloatType) and any(
+            v is not None for v in (t.ge, t.gt, t.le, t.lt, t.multiple_of)
+        ):
+            raise TypeError(f"{struct.__name__}.{f.name}: float bounds are not supported")
+    return checks
+
+
+def contract_violations(table: pa.Table, checks: list[_Check]) -> list[str]:
+    """The fields of ``table`` (raw JSON columns) where some value breaks a constraint."""
+    bad: list[str] = []
+    for name, kind, low, high in checks:
+        column = table.column(name)
+        if column.null_count == len(column) or pa.types.is_null(column.type):
+            continue  # no value (msg_body is read as null on the fast path)
+        if kind == "value":
+            values = column
+        elif kind == "length":
+            values = (
+                pc.utf8_length(column)
+                if pa.types.is_string(column.type)
+                else pc.list_value_length(column)
+            )
+        else:
+            values = pc.utf8_length(pc.list_flatten(column))
+        if len(values) == 0 or values.null_count == len(values):
+            continue
+        extremes = pc.min_max(values).as_py()
+        if (low is not None and extremes["min"] < low) or (
+            high is not None and extremes["max"] > high
+        ):
+            bad.append(name)
+    return bad
+
+
+_EXC_CONSTRAINTS = constraints_of(ExceptionEvent)
+
+
+_INT32_FIELDS = frozenset({"error_code"})
+# the fields a record type stores, where not all (``sends_table``); keep them in step
+_STORED_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    SendEvent: ("event_id", "sdkappid", "group_id", "event_time_ms"),
+}
+
+
+def unstorable_reason(record: msgspec.Struct) -> str | None:
+    """Why a decoded record cannot be stored (a value its column cannot hold), or None.
+
+    The same limits as the tables (int32 error codes, int64 integers, timestamps within
+    TS_MIN/MAX_MS), checked in Python record by record: how the sink finds the bad
+    records of a batch whose tables could not be built without building each one.
+    """
+    for name in _STORED_FIELDS.get(type(record), record.__struct_fields__):
+        value = getattr(record, name)
+        if name == "top_error_codes":
+            for count in value:
+                if not -(2**31) <= count.error_code < 2**31:
+                    return f"top_error_codes: error_code {count.error_code} is outside 32 bits"
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            continue
+        if name.endswith("_ms"):
+            if not TS_MIN_MS <= value <= TS_MAX_MS:
+                return f"{name} {value} is outside years 1..9999"
+        elif name in _INT32_FIELDS:
+            if not -(2**31) <= value < 2**31:
+                return f"{name} {value} is outside 32 bits"
+        elif not -(2**63) <= value < 2**63:
+            return f"{name} {value} is outside 64 bits"
+    return None
+
+
+def record_type(topics: Topics, topic: str) -> type[Any] | None:
+    return {
+        topics.exceptions: ExceptionEvent,
+        topics.sends: SendEvent,
+        topics.failure_windows: FailureWindow,
+        topics.alerts: Alert,
+    }.get(topic)
+
+
+def check_storable(name: str, table: pa.Table) -> None:
+    """Raise ``Unstorable`` if a timestamp column of ``table`` is outside TS_MIN/MAX_MS."""
+    for column_name, column in zip(table.column_names, table.columns, strict=True):
+        if column.type != TS or column.null_count == len(column):
+            continue
+        extremes = pc.min_max(column.cast(pa.int64())).as_py()
+        if extremes["min"] < TS_MIN_MS or extremes["max"] > TS_MAX_MS:
+            raise Unstorable(
+                f"{name}.{column_name}: a timestamp outside years 1..9999 "
+                f"(ms {extremes['min']}..{extremes['max']})"
+            )
 
 
 def exceptions_table(events: list[ExceptionEvent]) -> pa.Table:
@@ -349,10 +518,25 @@ class Prepared:
     rejects: int
     next_offsets: dict[tuple[str, int], int]
     generation: int = 0
+    # the messages it came from (to isolate a record the store refuses) and the rejects
+    # by topic (for the records counter)
+    raws: Sequence[RawMessage] = ()
+    reject_topics: dict[str, int] = field(default_factory=dict)
+    # set when building the tables failed: the sink isolates the bad records
+    failure: Exception | None = None
 
     @property
     def size(self) -> int:
         return sum(self.counts.values()) + self.rejects
+
+
+def next_offsets_of(messages: Iterable[RawMessage]) -> dict[tuple[str, int], int]:
+    """Each partition's next offset after ``messages``."""
+    out: dict[tuple[str, int], int] = {}
+    for topic, partition, offset, _ in messages:
+        if out.get((topic, partition), 0) <= offset:
+            out[(topic, partition)] = offset + 1
+    return out
 
 
 def prepare(batch: Batch, generation: int = 0) -> Prepared:
@@ -368,12 +552,19 @@ def prepare(batch: Batch, generation: int = 0) -> Prepared:
         tables["windows"] = windows_table(batch.windows)
     if batch.alerts:
         tables["alerts"] = alerts_table(batch.alerts)
+    for name, table in tables.items():
+        check_storable(name, table)
+    reject_topics: dict[str, int] = {}
     if batch.rejects:
         tables["rejects"] = rejects_table(batch.rejects)
+        for r in batch.rejects:
+            reject_topics[r.topic] = reject_topics.get(r.topic, 0) + 1
     return Prepared(
         tables,
         batch.counts(),
         len(batch.rejects),
         dict(batch.next_offsets),
         generation,
+        batch.raws,
+        reject_topics,
     )

@@ -46,13 +46,16 @@ def open_writer(
     snapshot_path: Path,
     threads: int | None = None,
     checkpoint_mb: int | None = None,
+    lock: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """The sink's connection: UTC, no external access except the snapshot staging dir.
 
     ``threads`` sets DuckDB's thread count and ``checkpoint_mb`` the WAL size that
     triggers a checkpoint (None: DuckDB's defaults, one thread per core and 16 MB). The
-    configuration is locked afterwards, so no statement (served SQL included) can
-    re-enable file or network access.
+    configuration is locked afterwards, so no statement can re-enable file or network
+    access; with ``lock=False`` (the sink, which runs no user SQL itself) each served
+    query's forked worker sets its own limits and then locks its copy
+    (``analytics.worker``). External access is off either way.
     """
     duckdb_path.parent.mkdir(parents=True, exist_ok=True)
     stage = staging_dir(snapshot_path)
@@ -73,12 +76,20 @@ def open_writer(
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET allowed_directories = $dirs", {"dirs": [str(stage.resolve()) + "/"]})
     con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
+    if lock:
+        con.execute("SET lock_configuration = true")
     return con
 
 
-def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only open (no sink running, or the snapshot), locked down like served SQL."""
+def open_read_only(
+    path: Path, lock: bool = True, temp_dir: Path | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A read-only open (no sink running, or the snapshot), locked down like served SQL.
+
+    ``lock=False`` leaves the configuration to a forked worker (``analytics.worker``),
+    which sets its limits and locks it before running the statement; ``temp_dir`` is
+    where DuckDB may spill.
+    """
     if not path.exists():
         raise FileNotFoundError(f"no DuckDB file at {path}")
     try:
@@ -90,6 +101,9 @@ def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
             ) from exc
         raise
     con.execute("SET TimeZone = 'UTC'")
+    if temp_dir is not None:
+        con.execute("SET temp_directory = $dir", {"dir": str(temp_dir)})
     con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
+    if lock:
+        con.execute("SET lock_configuration = true")
     return con

@@ -29,9 +29,18 @@ class SinkStats:
         )
         self.rejects = Counter(
             "groupwatch_sink_rejects_total",
-            "Undecodable records stored in sink_rejects.",
+            "Records stored in sink_rejects (undecodable or unstorable).",
             registry=self.registry,
         )
+        self.records = Counter(
+            "groupwatch_sink_records_total",
+            "Records consumed, by topic (suffix) and outcome: stored, duplicate (an "
+            "exception or send already stored, or a redelivered offset), rejected "
+            "(in sink_rejects). Every consumed record is counted exactly once.",
+            ["topic", "outcome"],
+            registry=self.registry,
+        )
+        self._outcomes: dict[str, dict[str, int]] = {}
         self.snapshot_seconds = Gauge(
             "groupwatch_sink_snapshot_seconds",
             "Duration of the last snapshot.",
@@ -70,6 +79,19 @@ class SinkStats:
             self.total_rows += sum(counts.values()) + rejects
             self._recent.append((time.time(), seconds, sum(counts.values()) + rejects, cpu_seconds))
 
+    def count_records(self, topic: str, outcome: str, n: int) -> None:
+        """``n`` consumed records of ``topic`` (its suffix) had ``outcome``."""
+        if n <= 0:
+            return
+        self.records.labels(topic, outcome).inc(n)
+        with self._lock:
+            per_topic = self._outcomes.setdefault(topic, {})
+            per_topic[outcome] = per_topic.get(outcome, 0) + n
+
+    def outcomes(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {t: dict(o) for t, o in self._outcomes.items()}
+
     def record_snapshot(self, seconds: float) -> None:
         now = time.time()
         self.snapshot_seconds.set(seconds)
@@ -86,6 +108,7 @@ class SinkStats:
                 "rows": self.total_rows,
                 "uptime_s": round(time.time() - self.started_at, 3),
                 "last_snapshot_at": self.last_snapshot_at,
+                "records": {t: dict(o) for t, o in self._outcomes.items()},
             }
         durations = sorted(r[1] for r in recent)
         out["window_batches"] = len(durations)

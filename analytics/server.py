@@ -3,27 +3,36 @@
 POST /query with JSON ``{"sql": "...", "format": "json" | "arrow"}``. JSON answers carry
 columns, types, rows and ``truncated``; ``arrow`` answers are an Arrow IPC stream (the
 ``groupwatch query`` client uses it) with ``X-Groupwatch-Truncated``. Refused SQL is a
-400 with ``{"error": ..., "kind": "refused"}``; a timeout is 408.
+400 with ``{"error": ..., "kind": "refused"}``; a timeout is 408; a statement over its
+memory or answer-size limit 413 (``kind`` ``too_large``), and so is a request body over
+``query_max_body_bytes``. A request whose Host header is not an allowed name is 403
+(a web page reaching 127.0.0.1 through DNS rebinding carries its own host name).
+
+Each statement runs, and is serialized, in a forked worker process killed at its
+limits (``analytics.worker``), inside its slot.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 
 import duckdb
 import orjson
-import pyarrow as pa
 from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from analytics.guard import QueryRefused
 from analytics.metrics import SinkStats
-from analytics.served import QueryFailed, QueryTimeout, run_select
+from analytics.served import QueryFailed, QueryTimeout
+from analytics.worker import ARROW_STREAM, Limits, QueryTooLarge, run_forked
 
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
 QUERY_SLOTS = 2
 
 
@@ -32,31 +41,54 @@ def _json(payload: Any, status: int = 200) -> Response:
     return Response(body, status=status, mimetype="application/json")
 
 
-def table_payload(table: pa.Table) -> dict[str, Any]:
-    return {
-        "columns": table.column_names,
-        "types": [str(t) for t in table.schema.types],
-        "rows": [list(r.values()) for r in table.to_pylist()],
-    }
-
-
-def arrow_bytes(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return bytes(sink.getvalue())
+def host_name(header: str) -> str:
+    """The name of a Host header value, without its port (IPv6 brackets removed)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
 
 
 def create_app(
-    parent: duckdb.DuckDBPyConnection, stats: SinkStats, timeout_s: float, max_rows: int
+    parent: duckdb.DuckDBPyConnection,
+    stats: SinkStats,
+    limits: Limits,
+    gate: Callable[[], AbstractContextManager[object]] | None = None,
+    allowed_hosts: Iterable[str] = ("127.0.0.1", "localhost", "::1"),
+    max_body_bytes: int = 1024 * 1024,
 ) -> Flask:
     app = Flask("groupwatch-sink")
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    hosts = {h.strip().lower().strip("[]") for h in allowed_hosts}
+    timeout_s = limits.timeout_s
     # At most this many served statements run at once: readers never take every core
     # from the writer (a waiting request still counts against its timeout).
     slots = threading.BoundedSemaphore(QUERY_SLOTS)
 
+    @app.before_request
+    def check_host() -> Response | None:
+        name = host_name(request.headers.get("Host", ""))
+        if name not in hosts:
+            stats.queries.labels("bad_host").inc()
+            message = (
+                f"Host {name[:100]!r} is not allowed (GROUPWATCH_QUERY_ALLOWED_HOSTS): "
+                "the endpoint answers only requests addressed to this machine"
+            )
+            return _json({"error": message, "kind": "bad_host"}, 403)
+        return None
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_: RequestEntityTooLarge) -> Response:
+        stats.queries.labels("too_large").inc()
+        message = (
+            f"request body larger than {max_body_bytes} bytes (GROUPWATCH_QUERY_MAX_BODY_BYTES)"
+        )
+        return _json({"error": message, "kind": "too_large"}, 413)
+
     @app.post("/query")
     def query() -> Response:
+        if (request.content_length or 0) > max_body_bytes:
+            raise RequestEntityTooLarge()
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
             return _json({"error": 'send JSON {"sql": "SELECT ..."}', "kind": "bad_request"}, 400)
@@ -69,7 +101,9 @@ def create_app(
             return _json({"error": "the sink is busy with other queries", "kind": "busy"}, 503)
         try:
             remaining = max(0.1, timeout_s - (time.monotonic() - started))
-            result = run_select(parent, body["sql"], remaining, max_rows)
+            result = run_forked(
+                parent, body["sql"], fmt, replace(limits, timeout_s=remaining), gate
+            )
         except QueryRefused as exc:
             stats.queries.labels("refused").inc()
             return _json({"error": str(exc), "kind": "refused"}, 400)
@@ -77,6 +111,9 @@ def create_app(
             stats.queries.labels("timeout").inc()
             message = f"query exceeded the {timeout_s:g} s statement timeout"
             return _json({"error": message, "kind": "timeout"}, 408)
+        except QueryTooLarge as exc:
+            stats.queries.labels("too_large").inc()
+            return _json({"error": str(exc), "kind": "too_large"}, 413)
         except QueryFailed as exc:
             stats.queries.labels("failed").inc()
             return _json({"error": str(exc), "kind": "failed"}, 400)
@@ -87,11 +124,8 @@ def create_app(
             "X-Groupwatch-Truncated": "1" if result.truncated else "0",
             "X-Groupwatch-Elapsed-Ms": f"{result.elapsed_ms:.3f}",
         }
-        if fmt == "arrow":
-            return Response(arrow_bytes(result.table), mimetype=ARROW_STREAM, headers=headers)
-        payload = table_payload(result.table)
-        payload.update(truncated=result.truncated, elapsed_ms=round(result.elapsed_ms, 3))
-        return _json(payload)
+        mimetype = ARROW_STREAM if fmt == "arrow" else "application/json"
+        return Response(result.body, mimetype=mimetype, headers=headers)
 
     @app.get("/stats")
     def stats_view() -> Response:

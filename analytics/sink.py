@@ -25,13 +25,14 @@ from types import FrameType
 import duckdb
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from analytics.apply import apply_batch, prune_send_ids, stored_offsets
-from analytics.batch import Prepared, RawMessage, collate, prepare
+from analytics.apply import Applied, apply_batch, isolate, prune_send_ids, stored_offsets
+from analytics.batch import Prepared, RawMessage, collate, next_offsets_of, prepare
 from analytics.db import open_writer, writer_threads
 from analytics.metrics import SinkStats
 from analytics.migrations import migrate
 from analytics.server import QueryServer, create_app
 from analytics.snapshot import Snapshotter, take_snapshot
+from analytics.worker import ForkGate, Limits
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.startup import list_topics
 
@@ -78,6 +79,14 @@ class Sink:
         check_loopback(settings.query_host, settings.query_allow_non_loopback)
         self.settings = settings
         self.topics = Topics.from_settings(settings)
+        t = self.topics
+        # the records counter's topic label: the topic's suffix
+        self.labels = {
+            t.exceptions: "exceptions",
+            t.sends: "sends",
+            t.failure_windows: "failure-windows",
+            t.alerts: "alerts",
+        }
         self.stats = SinkStats()
         self.stopping = threading.Event()
         self.con = open_writer(
@@ -85,9 +94,13 @@ class Sink:
             settings.snapshot_path,
             threads=writer_threads(settings.sink_duckdb_threads),
             checkpoint_mb=settings.sink_checkpoint_mb,
+            lock=False,  # each served query's worker sets its limits, then locks its copy
         )
         migrate(self.con)
-        # Served queries and snapshots use cursors of this connection, never self.con.
+        # Served queries (forked, analytics/worker.py) and snapshots use cursors of this
+        # connection, never self.con. Every thread that enters DuckDB holds gate.shared;
+        # a served query forks under gate.exclusive.
+        self.gate = ForkGate()
         self.reader_parent = self.con.cursor()
         self.offsets_reader = self.con.cursor()
         self.apply_lock = threading.Lock()
@@ -97,11 +110,20 @@ class Sink:
         self.lag_lock = threading.Lock()  # lag_offsets: written by apply, read by fetch
         self.server: QueryServer | None = None
         if serve:
+            limits = Limits(
+                timeout_s=settings.query_timeout_seconds,
+                max_rows=settings.query_max_rows,
+                memory_mb=settings.query_memory_mb,
+                max_response_bytes=settings.query_max_response_bytes,
+                temp_mb=0,  # the temp dir is the writer's: a forked query never spills
+            )
             app = create_app(
                 self.reader_parent,
                 self.stats,
-                settings.query_timeout_seconds,
-                settings.query_max_rows,
+                limits,
+                self.gate.exclusive,
+                [*settings.query_allowed_hosts, settings.query_host],
+                settings.query_max_body_bytes,
             )
             self.server = QueryServer(app, settings.query_host, settings.query_port)
         self.snapshotter: Snapshotter | None = None
@@ -111,6 +133,7 @@ class Sink:
                 settings.snapshot_path,
                 settings.snapshot_interval_seconds,
                 self.stats,
+                self.gate.long,
             )
         self.consumer = Consumer(
             {
@@ -143,7 +166,7 @@ class Sink:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Under the apply lock: no batch is half-applied while the stored offsets are read,
         # and a batch fetched before this assignment (older generation) is never applied.
-        with self.apply_lock:
+        with self.apply_lock, self.gate.shared():
             self.generation += 1
             stored = stored_offsets(self.offsets_reader)
         self.positions = dict(stored)
@@ -175,7 +198,9 @@ class Sink:
             if topic is None or partition is None or offset is None:
                 continue
             if offset < positions.get((topic, partition), 0):
-                continue  # already in DuckDB: a redelivery never applies twice
+                # already in DuckDB: a redelivery never applies twice
+                self.stats.count_records(self.labels.get(topic, "other"), "duplicate", 1)
+                continue
             out.append(RawMessage(topic, partition, offset, msg.value()))
         return out
 
@@ -189,9 +214,14 @@ class Sink:
         fresh = self._fresh(messages)
         if not fresh:
             return None
-        batch = collate(fresh, self.topics)
-        self.positions.update(batch.next_offsets)
-        return prepare(batch, self.generation)
+        try:
+            batch = collate(fresh, self.topics)
+            self.positions.update(batch.next_offsets)
+            return prepare(batch, self.generation)
+        except Exception as exc:  # a value no column can hold: the apply loop isolates it
+            next_offsets = next_offsets_of(fresh)
+            self.positions.update(next_offsets)
+            return Prepared({}, {}, 0, next_offsets, self.generation, fresh, {}, exc)
 
     def _commit_for_lag(self) -> None:
         with self.lag_lock:
@@ -207,20 +237,63 @@ class Sink:
     # --- one transaction per batch ------------------------------------------------------
     def apply_once(self, prepared: Prepared) -> int:
         """Apply one prepared batch with its offsets; returns the records applied."""
-        with self.apply_lock:
+        with self.apply_lock, self.gate.shared():
             if prepared.generation != self.generation:
                 return 0  # fetched before a reassignment; re-read from the stored offsets
             started, cpu_started = time.perf_counter(), time.thread_time()
-            apply_batch(self.con, prepared)
+            parts: list[tuple[Prepared, Applied]] = []
+            error = prepared.failure
+            if error is None:
+                try:
+                    parts = [(prepared, apply_batch(self.con, prepared))]
+                except Exception as exc:  # rolled back; isolate() re-raises the store's own
+                    error = exc
+            if error is not None:
+                log.warning(
+                    "a batch of %d records was refused (%s: %s); isolating the bad ones",
+                    len(prepared.raws),
+                    type(error).__name__,
+                    str(error)[:300],
+                )
+                isolated = isolate(self.con, prepared.raws, self.topics, error)
+                parts = isolated.applied  # its rejects are counted with these parts
+                for reject in isolated.rejected:
+                    log.warning(
+                        "%s[%d]@%d stored in sink_rejects: %s",
+                        reject.topic,
+                        reject.partition,
+                        reject.offset,
+                        reject.error[:300],
+                    )
             elapsed = time.perf_counter() - started
             cpu = time.thread_time() - cpu_started
-        self.stats.record_batch(elapsed, cpu, prepared.counts, prepared.rejects)
+        for part, applied in parts:
+            self._count(part, applied)
+        rejected = sum(p.rejects for p, _ in parts)
+        counts: dict[str, int] = {}
+        for part, _ in parts:
+            for kind, n in part.counts.items():
+                counts[kind] = counts.get(kind, 0) + n
+        self.stats.record_batch(elapsed, cpu, counts, rejected)
         log.debug("batch of %d records applied in %.1f ms", prepared.size, elapsed * 1000)
-        if prepared.rejects:
-            log.warning("%d undecodable records stored in sink_rejects", prepared.rejects)
+        if rejected:
+            log.warning("%d records stored in sink_rejects", rejected)
         with self.lag_lock:
             self.lag_offsets.update(prepared.next_offsets)
-        return prepared.size
+        return len(prepared.raws) or prepared.size
+
+    def _count(self, prepared: Prepared, applied: Applied) -> None:
+        """Each record of one committed (part of a) batch: stored, duplicate or rejected."""
+        count = self.stats.count_records
+        counts = prepared.counts
+        count("exceptions", "stored", applied.new_exceptions)
+        count("exceptions", "duplicate", counts.get("exceptions", 0) - applied.new_exceptions)
+        count("sends", "stored", applied.new_sends)
+        count("sends", "duplicate", counts.get("sends", 0) - applied.new_sends)
+        count("failure-windows", "stored", counts.get("failure_windows", 0))
+        count("alerts", "stored", counts.get("alerts", 0))
+        for topic, n in prepared.reject_topics.items():
+            count(self.labels.get(topic, "other"), "rejected", n)
 
     def _fetch_loop(self, ready: queue.Queue[Prepared | BaseException]) -> None:
         """The fetch thread: the only user of the consumer while the sink runs."""
@@ -286,7 +359,7 @@ class Sink:
                     last_gc = time.monotonic()
                 if time.monotonic() - last_prune >= PRUNE_EVERY_SECONDS:
                     last_prune = time.monotonic()
-                    with self.apply_lock:
+                    with self.apply_lock, self.gate.shared():
                         forgotten = prune_send_ids(self.con)
                     log.info("forgot %d send ids older than the dedup retention", forgotten)
                 if time.monotonic() - last_log >= 10:
@@ -328,9 +401,10 @@ class Sink:
             self.consumer.close()
         except Exception as exc:
             log.debug("consumer close: %s", exc)
-        if self.snapshotter is not None:
+        if self.snapshotter is not None:  # (a forked query still running has its own copy)
             try:
-                take_snapshot(self.reader_parent.cursor(), self.settings.snapshot_path)
+                with self.gate.long():
+                    take_snapshot(self.reader_parent.cursor(), self.settings.snapshot_path)
             except duckdb.Error:
                 log.exception("final snapshot failed")
         self.con.close()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import duckdb
@@ -59,18 +62,22 @@ class Snapshotter(threading.Thread):
         snapshot_path: Path,
         interval: float,
         stats: SinkStats,
+        gate: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> None:
         super().__init__(name="groupwatch-snapshot", daemon=True)
         self.parent = parent
         self.snapshot_path = snapshot_path
         self.interval = interval
         self.stats = stats
+        # held while the snapshot is inside DuckDB: no served query forks meanwhile
+        self.gate = gate or contextlib.nullcontext
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval):
             try:
-                seconds = take_snapshot(self.parent, self.snapshot_path)
+                with self.gate():
+                    seconds = take_snapshot(self.parent, self.snapshot_path)
             except Exception:
                 log.exception("snapshot to %s failed", self.snapshot_path)
                 continue

@@ -157,6 +157,31 @@ class Settings(BaseSettings):
     )
     query_timeout_seconds: float = Field(10.0, gt=0, description="Served statement timeout.")
     query_max_rows: int = Field(10000, ge=1, description="Served result row cap.")
+    query_memory_mb: int = Field(
+        1024,
+        ge=16,
+        description="Memory (MiB) one served statement may use: its worker process is killed "
+        "beyond it (also DuckDB's memory_limit there). The same for the CLI's fallback.",
+    )
+    query_temp_mb: int = Field(
+        1024,
+        ge=0,
+        description="DuckDB temp space (MiB) a statement of the CLI's fallback may spill "
+        "to; a statement served by the sink never spills (its temp dir is the sink's).",
+    )
+    query_max_response_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Largest served answer (bytes, serialized); larger ones are an error.",
+    )
+    query_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest /query request body (bytes); larger: 413."
+    )
+    query_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost", "::1"],
+        description="Host header names the SQL endpoint answers (comma-separated; any other "
+        "is 403, against DNS rebinding). The configured query host is always allowed.",
+    )
 
     def token_problem(self) -> str | None:
         """One sentence naming the allowed apps that have no callback token and are not
@@ -175,6 +200,11 @@ class Settings(BaseSettings):
     @field_validator("sdkappids", "unsigned_sdkappids", mode="before")
     @classmethod
     def _split_appids(cls, value: object) -> object:
+        return _parse_csv(value) if isinstance(value, str) else value
+
+    @field_validator("query_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
         return _parse_csv(value) if isinstance(value, str) else value
 
     @field_validator("sdkappids")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.keys import group_key
@@ -22,7 +25,7 @@ from tests.analytics.sinkproc import GROUPWATCH, SinkProcess
 from tests.analytics.test_sink import sink_settings
 from tests.analytics.workload import make_workload
 from tests.kafka_helpers import produce
-from tests.processes import settings_env
+from tests.processes import children, settings_env
 
 pytestmark = pytest.mark.kafka
 
@@ -70,6 +73,9 @@ def running_sink(
         sink_batch_ms=100,
         snapshot_interval_seconds=30,
         query_timeout_seconds=3,
+        query_memory_mb=512,
+        query_max_response_bytes=2_000_000,
+        query_max_body_bytes=200_000,
     )
     w = make_workload(seed=5, n_exceptions=500, n_sends=300, n_window_keys=50)
     w.produce(settings.bootstrap_servers, topics)
@@ -206,3 +212,118 @@ def test_a_long_query_is_interrupted_at_the_timeout(running_sink: SinkProcess) -
     assert answer["kind"] == "timeout" and "3 s statement timeout" in answer["error"]
     assert time.monotonic() - started < 60
     assert running_sink.sql("SELECT 42 AS answer")["rows"] == [[42]]
+
+
+HUGE = "SELECT list_sort(range(50000000)) AS l"
+
+
+class PeakRss(threading.Thread):
+    """The peak resident memory (bytes) of one process, sampled every 20 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stopping = pid, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.02):
+            try:
+                status = Path(f"/proc/{self.pid}/status").read_text()
+            except OSError:
+                return
+            kb = int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1])
+            self.peak = max(self.peak, kb * 1024)
+
+    def __enter__(self) -> PeakRss:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopping.set()
+        self.join()
+
+
+@pytest.mark.slow
+def test_a_huge_scalar_is_stopped_and_the_sink_stays_small(running_sink: SinkProcess) -> None:
+    settings = running_sink.settings
+    for fmt in ("json", "arrow"):
+        started = time.monotonic()
+        with PeakRss(running_sink.pid) as rss:
+            resp = requests.post(
+                f"{running_sink.url}/query", json={"sql": HUGE, "format": fmt}, timeout=60
+            )
+        elapsed = time.monotonic() - started
+        assert resp.status_code in (408, 413), resp.text
+        answer = resp.json()
+        assert answer["kind"] in ("timeout", "too_large"), answer
+        assert "MiB of memory" in answer["error"] or "timeout" in answer["error"]
+        assert elapsed < settings.query_timeout_seconds + 5, elapsed
+        print(f"{fmt}: {answer} in {elapsed:.2f} s, sink peak RSS {rss.peak / 2**20:.0f} MiB")
+        assert 0 < rss.peak < 2 * 1024**3, rss.peak
+        assert running_sink.sql("SELECT 42 AS answer")["rows"] == [[42]]
+    assert running_sink.sql("SELECT count(*) > 0 FROM exceptions")["rows"] == [[True]]
+
+
+@pytest.mark.slow
+def test_the_cli_fallback_is_bounded_the_same_way(running_sink: SinkProcess) -> None:
+    settings = running_sink.settings
+    running_sink.stop()  # no sink: groupwatch query reads the file itself
+    rc, _out, err, wall = cli_query(settings, HUGE)
+    assert rc != 0 and ("MiB of memory" in err or "timeout" in err), err
+    # the interpreter's start-up and the file's open come on top of the statement
+    assert wall < settings.query_timeout_seconds + 10, wall
+    rc, out, err, _ = cli_query(settings, "SELECT count(*) > 0 AS n FROM exceptions", "csv")
+    assert rc == 0 and out.splitlines() == ["n", "True"], err
+    rc, out, err, _ = cli_query(settings, "SELECT current_setting('lock_configuration') AS l")
+    assert rc == 0 and "true" in out.lower(), (out, err)
+
+
+def test_request_and_answer_caps_and_the_host_check(running_sink: SinkProcess) -> None:
+    url = f"{running_sink.url}/query"
+    settings = running_sink.settings
+    big = "SELECT 1 -- " + "x" * settings.query_max_body_bytes
+    resp = requests.post(url, json={"sql": big}, timeout=30)
+    assert resp.status_code == 413 and resp.json()["kind"] == "too_large", resp.text
+    # a page reaching 127.0.0.1 through DNS rebinding carries its own host name
+    for host in ("evil.example", "evil.example:8765", "127.0.0.1.evil.example"):
+        resp = requests.post(url, json={"sql": "SELECT 1"}, headers={"Host": host}, timeout=30)
+        assert resp.status_code == 403 and resp.json()["kind"] == "bad_host", (host, resp.text)
+    for host in (f"127.0.0.1:{settings.query_port}", f"localhost:{settings.query_port}"):
+        resp = requests.post(url, json={"sql": "SELECT 1"}, headers={"Host": host}, timeout=30)
+        assert resp.status_code == 200, (host, resp.text)
+    # an answer over the byte cap is an error that says so, not a truncated stream
+    wide = "SELECT repeat('x', 1000) AS s FROM range(5000)"
+    for fmt in ("json", "arrow"):
+        resp = requests.post(url, json={"sql": wide, "format": fmt}, timeout=30)
+        assert resp.status_code == 413, resp.text
+        assert "larger than 2000000 bytes" in resp.json()["error"]
+    assert running_sink.sql("SELECT 42 AS answer")["rows"] == [[42]]
+
+
+@pytest.mark.slow
+def test_a_query_worker_dies_with_a_killed_sink_and_the_restart_binds(
+    running_sink: SinkProcess, tmp_path: Path
+) -> None:
+    settings = running_sink.settings
+    endless = "SELECT count(*) FROM range(1000000000000) a, range(10) b"
+
+    def ask() -> None:
+        with contextlib.suppress(requests.RequestException):  # the sink dies meanwhile
+            requests.post(f"{running_sink.url}/query", json={"sql": endless}, timeout=30)
+
+    asker = threading.Thread(target=ask, daemon=True)
+    asker.start()
+    deadline = time.monotonic() + 10
+    while not (workers := children(running_sink.pid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert workers, "no query worker appeared"
+    os.kill(running_sink.pid, signal.SIGKILL)  # the sink alone, not its process group
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{w}").exists() for w in workers), "a worker outlived the sink"
+    again = SinkProcess(settings, tmp_path / "sink-again.log").start()
+    try:
+        again.wait_caught_up()
+        assert again.sql("SELECT 42 AS answer")["rows"] == [[42]]
+    finally:
+        again.stop()

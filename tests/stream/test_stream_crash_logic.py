@@ -153,3 +153,21 @@ def test_finals_exact_whatever_the_crash_points(seed: int) -> None:
     )
     assert len(expected) > 100
     assert compare(expected, world.outputs) == []
+
+
+def test_a_run_that_skips_unapplied_records_is_refused() -> None:
+    """The worker's guard: a fetched run must start right after the state's offset."""
+    from stream.app import StreamWorker
+
+    worker = StreamWorker.__new__(StreamWorker)  # the decision only, no Faust app
+    worker.positions = {}
+    worker._gap_seeks = {}
+    skips = worker._skips_input
+    assert not skips("t", 0, 11, 10)  # the next record
+    assert not skips("t", 0, 5, 10)  # a replay (skipped record by record)
+    assert skips("t", 0, 45, 13)  # 14..44 were never applied: refused, sought back
+    worker.positions[("t", 0)] = 44  # 14..44 handled here (undecodable: offset kept)
+    assert not skips("t", 0, 45, 13)
+    assert skips("t", 1, 100, -1)  # a fresh state that would start beyond offset 0
+    assert skips("t", 1, 100, -1) and skips("t", 1, 100, -1)
+    assert not skips("t", 1, 100, -1)  # 3 seeks back to 0 did not help: gone (retention)

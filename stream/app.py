@@ -356,11 +356,13 @@ class StreamWorker:
             await asyncio.gather(*pending)  # acknowledged before the state says "done"
         for partition, batch in batches.items():
             await self._carry_out(partition, batch)
-        for (topic, partition), offset in refused.items():
-            try:
-                await self.app.consumer.seek(TP(topic, partition), offset)
+        if refused:
+            try:  # on the consumer's thread, like Faust's own seeks
+                await self.app.consumer.seek_wait(
+                    {TP(topic, partition): offset for (topic, partition), offset in refused.items()}
+                )
             except Exception:  # no longer assigned: its next owner reads from the commit
-                log.warning("cannot seek %s[%d] back to %d", topic, partition, offset)
+                log.warning("cannot seek back %s", refused, exc_info=True)
         return set(refused) or None
 
     def _send_now(self) -> None:

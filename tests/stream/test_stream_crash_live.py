@@ -3,7 +3,9 @@
 Per seed: fresh topics, one record on each input topic-partition (so the watermark waits
 for both topics from the start), then a live feed of exceptions and sends (in-grace
 disorder, duplicate deliveries, late events, a storm) while one worker is SIGKILLed at
-random moments and restarted; after the feed, sentinels close every window. The final
+random moments and restarted — while it joins the group or recovers its table, or while
+it processes — or frozen (SIGSTOP) past its session timeout, so the group rebalances
+inside the running process; after the feed, sentinels close every window. The final
 records must equal the reference model of ``crashmodel`` computed from the input topics
 as read back from Kafka: every window has exactly its final, each final with the values
 the input gives it, re-sent finals byte-identical.

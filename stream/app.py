@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
-from faust.types import TP as _TP
+from faust.types import TP
 from prometheus_client import generate_latest
 
 from groupwatch.contracts import Settings, Topics
@@ -96,6 +96,7 @@ class StreamWorker:
         self.seen = seen
         self.states: dict[int, PartitionState] = {}
         self.positions: dict[tuple[str, int], int] = {}
+        self._gap_seeks: dict[tuple[str, int, int], int] = {}  # (topic, p, offset) -> seeks
         n = settings.partitions
         self.app = faust.App(
             settings.stream_app_id,
@@ -236,9 +237,9 @@ class StreamWorker:
             self.states[partition] = state
         return state
 
-    async def _handle_or_exit(self, batch: list[Record]) -> None:
+    async def _handle_or_exit(self, batch: list[Record]) -> set[tuple[str, int]] | None:
         try:
-            await self.handle_batch(batch)
+            return await self.handle_batch(batch)
         except BaseException:
             # the batch is not acknowledged; stop the process before anything could
             # commit past it (a restart replays it)
@@ -274,7 +275,7 @@ class StreamWorker:
             return out
         now = int(time.time() * 1000)
         for kind, topic in (("e", self.topics.exceptions), ("s", self.topics.sends)):
-            tp = _TP(topic, partition)
+            tp = TP(topic, partition)
             try:
                 state = assignment.state_value(tp)
             except Exception:
@@ -287,7 +288,41 @@ class StreamWorker:
             out[kind] = state.position < high
         return out
 
-    async def handle_batch(self, records: list[Record]) -> None:
+    def _skips_input(self, topic: str, partition: int, offset: int, applied: int) -> bool:
+        """Whether a run starting at ``offset`` would skip records never applied.
+
+        The state's per-topic offset says every record up to it was applied, and replay
+        skips records at or below it; so the next record must be the one right after it,
+        or one this process already handled (an undecodable record leaves the offset).
+        Anything else (the consumer's position moved past records no batch handled, e.g.
+        records dropped while a rebalance began, then sought to "committed offsets" that
+        do not exist yet) would lose those records for good: the run is refused and the
+        partition sought back. After 3 seeks to the same offset the records are taken to
+        be gone (retention) and the gap is accepted, logged as an error.
+        """
+        expected = applied + 1
+        if offset <= expected:
+            return False
+        handled = self.positions.get((topic, partition))
+        if handled is not None and handled >= offset - 1:
+            return False
+        key = (topic, partition, expected)
+        tries = self._gap_seeks.get(key, 0)
+        m.INPUT_GAPS.labels(topic).inc()
+        if tries >= 3:
+            log.error(
+                "%s[%d]: records %d..%d could not be read (deleted by retention?): skipped",
+                topic, partition, expected, offset - 1,
+            )  # fmt: skip
+            return False
+        self._gap_seeks[key] = tries + 1
+        log.warning(
+            "%s[%d]: fetched from %d but applied up to %d: seeking back to %d",
+            topic, partition, offset, applied, expected,
+        )  # fmt: skip
+        return True
+
+    async def handle_batch(self, records: list[Record]) -> set[tuple[str, int]] | None:
         """Apply a batch of records in order, then carry out the merged effects.
 
         Per partition, every record is applied to the in-memory state in offset order
@@ -296,6 +331,10 @@ class StreamWorker:
         acknowledged outputs, key writes, meta, deletions. A record that cannot be
         applied (``stream.guard``) becomes a DLQ output of the batch. Ticks are applied
         after the batch's records (updates, idle close).
+
+        Returns the input topic-partitions whose records were refused (a run that would
+        skip records never applied, ``_skips_input``): they were sought back to the first
+        record not applied, and their offsets must not be acknowledged.
         """
         now = int(time.time() * 1000)
         effects: dict[int, tuple[PartitionState, Effects]] = {}
@@ -312,6 +351,8 @@ class StreamWorker:
         state: PartitionState | None = None
         fx: Effects | None = None
         decode = guard.decode
+        refused: dict[tuple[str, int], int] = {}  # input tp -> first offset not applied
+        skip_run = False
         for topic, partition, offset, value, key in records:
             if partition != run_partition or topic != run_topic:
                 if run_topic is not None and run_topic != ticks and run_offset >= 0:
@@ -324,6 +365,16 @@ class StreamWorker:
                     state = self._state(partition)
                     entry = effects[partition] = (state, state.begin())
                 state, fx = entry
+                skip_run = False
+                if not is_tick:
+                    applied = state.offsets[kind]
+                    if (topic, partition) in refused or self._skips_input(
+                        topic, partition, offset, applied
+                    ):
+                        refused.setdefault((topic, partition), applied + 1)
+                        skip_run = True
+            if skip_run:
+                continue
             assert state is not None and fx is not None
             if is_tick:
                 ticked.add(partition)
@@ -379,6 +430,14 @@ class StreamWorker:
             await asyncio.gather(*pending)  # acknowledged before the state says "done"
         for partition, batch in batches.items():
             await self._carry_out(partition, batch)
+        if refused:
+            try:  # on the consumer's thread, like Faust's own seeks
+                await self.app.consumer.seek_wait(
+                    {TP(topic, partition): offset for (topic, partition), offset in refused.items()}
+                )
+            except Exception:  # no longer assigned: its next owner reads from the commit
+                log.warning("cannot seek back %s", refused, exc_info=True)
+        return set(refused) or None
 
     def _reject(
         self,

@@ -18,11 +18,12 @@ batch in flight (Faust's ``wait_empty`` does not see records it did not track).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
 Record = tuple[str, int, int, bytes, bytes | None]  # topic, partition, offset, value, key
-Handler = Callable[[list[Record]], Awaitable[None]]
+# returns the (topic, partition)s whose records it refused: sought back, not acknowledged
+Handler = Callable[[list[Record]], Awaitable[Collection[tuple[str, int]] | None]]
 
 
 def install_batch_drain(
@@ -87,8 +88,10 @@ def install_batch_drain(
             if offsets:
                 read_offset[tp] = last
         if batch:
-            await handler(batch)
+            refused = await handler(batch) or ()
             for tp, offsets in acked.items():
+                if (tp.topic, tp.partition) in refused:
+                    continue  # sought back by the handler: read again
                 if offsets and app.topics.acks_enabled_for(tp.topic):
                     _ack(tp, offsets)
         for tp, r in others:  # Faust's own topics: its per-record path

@@ -65,6 +65,12 @@ INVALID = Counter(
     ["topic"],
     registry=REGISTRY,
 )
+INPUT_GAPS = Counter(
+    "groupwatch_stream_input_gaps",
+    "Fetched runs that skipped input records never applied (refused, partition sought back).",
+    ["topic"],
+    registry=REGISTRY,
+)
 OPEN_WINDOWS = Gauge(
     "groupwatch_stream_open_windows", "Windows open on this worker.", registry=REGISTRY
 )

@@ -14,6 +14,7 @@ the batch drain's seek back to the committed offsets with the state kept.
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import msgspec
@@ -39,7 +40,9 @@ class World:
         self.local: dict[str, bytes] = {}  # the worker's local store (all writes)
         self.committed = {"e": 0, "s": 0}  # next offset to read
         self.outputs: list[tuple[str, dict[str, Any]]] = []
-        self.now = 1_000
+        # the worker's wall clock: after every event time, as when replaying stored input
+        # (stream time is capped at min(received_at, wall clock) + max_future)
+        self.now = int(time.time() * 1000)
 
     def table(self) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
@@ -87,7 +90,9 @@ def _run(world: World, rng: random.Random, *, crash: bool) -> None:
         for kind, off, ev in records:
             if rng.random() < 0.01:
                 world.now += 1000
-                state.tick(world.now, fx)
+                # the idle close sees what is still unread, as the worker's positions say
+                unread = {k: pos[k] < len(world.inputs[k]) for k in pos}
+                state.tick(world.now, fx, unread)
             state.step(fx, kind, off, ev, "topic", world.now)  # type: ignore[arg-type]
         batch = Batch()
         batch.merge(state.finish(fx))

@@ -156,18 +156,12 @@ def test_banner_commands_run_as_printed_from_this_shell(
 
 def _descendants(pid: int) -> set[int]:
     """Every live process below ``pid`` (children, grandchildren, ...)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat[1])
+    from tests.processes import children
+
     found: set[int] = set()
     frontier = {pid}
     while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier}
+        frontier = {child for parent in frontier for child in children(parent)}
         found |= frontier
     return found
 

@@ -156,8 +156,10 @@ def default_url(settings: Settings) -> str:
     "--flush/--no-flush",
     default=False,
     show_default=True,
-    help="At the end, send one send+exception per touched group far ahead in "
-    "event time, so every window of the run closes.",
+    help="At the end, send one send+exception per touched group ahead in event time, "
+    "so every window of the run closes by event time when the run's event times are in "
+    "the past; at live event times the stream's clock cap holds them back and the idle "
+    "close (GROUPWATCH_IDLE_CLOSE_SECONDS) closes the last windows instead.",
 )
 @click.option(
     "--ledger",

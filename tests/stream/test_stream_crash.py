@@ -154,7 +154,8 @@ def kill_loop(worker: Worker, rng: random.Random, kills: int, busy_within: float
 
     ``busy_within`` caps the wait for its first event: a worker rejoining next to another
     one may be handed partitions that are already caught up, and is then killed after
-    the join instead.
+    the join instead. So is a worker that restarts with nothing left to read (the input is
+    pre-loaded, and a few lives read all of it): it is killed once it reports lag 0.
     """
     for _ in range(kills):
         worker.start()
@@ -166,6 +167,8 @@ def kill_loop(worker: Worker, rng: random.Random, kills: int, busy_within: float
                     break
             except Exception:
                 pass
+            if caught_up([worker], worker.settings.partitions):
+                break
             time.sleep(0.2)
         time.sleep(rng.uniform(0.2, 3.0))
         worker.kill()

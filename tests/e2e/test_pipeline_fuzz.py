@@ -219,16 +219,6 @@ def raw_record(draw: st.DrawFn) -> tuple[str, bytes | None, bytes]:
     return kind, key, json.dumps(record).encode()
 
 
-def metric_sums(text: str, name: str, label: str) -> Counter[str]:
-    """``name``'s samples summed by one label (the ``_total`` sample of a counter)."""
-    out: Counter[str] = Counter()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                out[sample.labels.get(label, "")] += sample.value
-    return out
-
-
 def metric_by(text: str, name: str, *labels: str) -> Counter[tuple[str, ...]]:
     out: Counter[tuple[str, ...]] = Counter()
     for family in text_string_to_metric_families(text):
@@ -236,6 +226,11 @@ def metric_by(text: str, name: str, *labels: str) -> Counter[tuple[str, ...]]:
             if sample.name == name:
                 out[tuple(sample.labels.get(lb, "") for lb in labels)] += sample.value
     return out
+
+
+def metric_sums(text: str, name: str, label: str) -> Counter[str]:
+    """``name``'s samples summed by one label."""
+    return Counter({key[0]: n for key, n in metric_by(text, name, label).items()})
 
 
 def end_offsets(settings: Settings, topic: str) -> int:

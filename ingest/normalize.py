@@ -28,6 +28,7 @@ from groupwatch.contracts import (
     error_category,
     make_event_id,
 )
+from groupwatch.contracts.limits import EVENT_TIME_MAX_AHEAD_MS
 from groupwatch.contracts.records import (
     ACCOUNT_MAX_CHARS,
     CLIENT_IP_MAX_CHARS,
@@ -36,7 +37,6 @@ from groupwatch.contracts.records import (
     ERROR_CODE_MAX,
     ERROR_CODE_MIN,
     ERROR_INFO_MAX_CHARS,
-    EVENT_TIME_MAX_AHEAD_MS,
     GROUP_ID_MAX_CHARS,
     GROUP_TYPE_MAX_CHARS,
     MSG_BODY_MAX_ELEMENTS,

@@ -16,8 +16,8 @@ from typing import Final
 
 import msgspec
 
+from groupwatch.contracts.limits import EVENT_TIME_MAX_AHEAD_MS
 from groupwatch.contracts.records import (
-    EVENT_TIME_MAX_AHEAD_MS,
     DlqRecord,
     ExceptionEvent,
     SendEvent,

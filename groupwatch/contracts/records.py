@@ -13,6 +13,24 @@ import msgspec
 
 from groupwatch.contracts import topics
 from groupwatch.contracts.catalog import Category
+from groupwatch.contracts.limits import (
+    ACCOUNT_MAX_CHARS,
+    CLIENT_IP_MAX_CHARS,
+    COMMAND_MAX_CHARS,
+    EPOCH_MS_MAX,
+    EPOCH_MS_MIN,
+    ERROR_CODE_MAX,
+    ERROR_CODE_MIN,
+    ERROR_INFO_MAX_CHARS,
+    EVENT_ID_MAX_CHARS,
+    GROUP_ID_MAX_CHARS,
+    GROUP_TYPE_MAX_CHARS,
+    MSG_BODY_MAX_ELEMENTS,
+    MSG_TYPE_MAX_CHARS,
+    PLATFORM_MAX_CHARS,
+    SDKAPPID_MAX_CHARS,
+    UINT32_MAX,
+)
 
 # Callback commands groupwatch analyses.
 CMD_SEND_MSG_EXCEPTION: Final = "Group.CallbackSendMsgException"
@@ -21,32 +39,7 @@ CMD_AFTER_SEND_MSG: Final = "Group.CallbackAfterSendMsg"
 # Kafka header carrying the callback command on raw-event records.
 COMMAND_HEADER: Final = "callback_command"
 
-# --- Field ranges of the event records (the ingress checks the same; docs/INGEST.md) ----
-# ErrorCode is stored as a signed 32-bit integer (DuckDB INTEGER).
-ERROR_CODE_MIN: Final = -(2**31)
-ERROR_CODE_MAX: Final = 2**31 - 1
-# Random and MsgSeq are unsigned 32-bit integers in the Chat API.
-UINT32_MAX: Final = 2**32 - 1
-# Event and receive times: milliseconds, 2000-01-01T00:00:00Z .. 2100-01-01T00:00:00Z.
-EPOCH_MS_MIN: Final = 946_684_800_000
-EPOCH_MS_MAX: Final = 4_102_444_800_000
-# An EventTime may be at most this far after the time the ingress received the callback.
-EVENT_TIME_MAX_AHEAD_MS: Final = 15 * 60 * 1000
-# String lengths in characters: generous bounds over the Chat limits (GroupId <= 48
-# bytes, UserID <= 32 bytes), so that no caller string is unbounded.
-SDKAPPID_MAX_CHARS: Final = 64
-EVENT_ID_MAX_CHARS: Final = 64
-COMMAND_MAX_CHARS: Final = 64
-GROUP_ID_MAX_CHARS: Final = 128
-GROUP_TYPE_MAX_CHARS: Final = 32
-ACCOUNT_MAX_CHARS: Final = 128
-MSG_TYPE_MAX_CHARS: Final = 64
-ERROR_INFO_MAX_CHARS: Final = 1024
-CLIENT_IP_MAX_CHARS: Final = 64
-PLATFORM_MAX_CHARS: Final = 64
-# Elements of one message's MsgBody.
-MSG_BODY_MAX_ELEMENTS: Final = 256
-
+# Constrained field types; the numbers are in groupwatch/contracts/limits.py.
 ErrorCode = Annotated[int, msgspec.Meta(ge=ERROR_CODE_MIN, le=ERROR_CODE_MAX)]
 Uint32 = Annotated[int, msgspec.Meta(ge=0, le=UINT32_MAX)]
 EpochMs = Annotated[int, msgspec.Meta(ge=EPOCH_MS_MIN, le=EPOCH_MS_MAX)]

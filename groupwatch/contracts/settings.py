@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from groupwatch.contracts.limits import SDKAPPID_MAX_CHARS
+
 
 def _parse_csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
@@ -210,8 +212,6 @@ class Settings(BaseSettings):
     @field_validator("sdkappids")
     @classmethod
     def _appids_fit_the_records(cls, value: list[str]) -> list[str]:
-        from groupwatch.contracts.records import SDKAPPID_MAX_CHARS
-
         for appid in value:
             if len(appid) > SDKAPPID_MAX_CHARS:
                 raise ValueError(f"an SdkAppid is at most {SDKAPPID_MAX_CHARS} characters long")

@@ -165,7 +165,7 @@ def resolve(owner: str) -> type:
     obj: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
         obj = getattr(obj, part)
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def internal_problem(internal: Internal) -> str | None:
@@ -283,9 +283,8 @@ def install_batch_drain(
 ) -> None:
     """Make ``app``'s fetcher pass whole fetched batches of ``topics`` to ``handler``."""
     require()
-    consumer = app.consumer
-    expected = resolve(_CONSUMER)
-    if not isinstance(consumer, expected):
+    consumer: Any = app.consumer
+    if not isinstance(app.consumer, resolve(_CONSUMER)):
         raise FaustCompatError(
             f"the app's consumer is a {type(consumer).__qualname__}, not the"
             f" {_CONSUMER.replace(':', '.')} whose internals the batch drain uses"

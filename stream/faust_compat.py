@@ -34,6 +34,7 @@ import ast
 import asyncio
 import importlib
 import inspect
+import re
 import sys
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
@@ -179,7 +180,7 @@ def internal_problem(internal: Internal) -> str | None:
     if internal.kind == "attribute":
         if static is not _MISSING and (callable(static) or isinstance(static, property)):
             return f"{internal}: expected a plain attribute, found {type(static).__name__}"
-        if static is _MISSING and name not in instance_attributes(cls):
+        if static is _MISSING and not has_instance_attribute(cls, name):
             return f"{internal}: no such attribute (not set by {cls.__name__} or its bases)"
         return None
     if static is _MISSING:
@@ -235,13 +236,21 @@ def _static(cls: type, name: str) -> Any:
         return _MISSING
 
 
-def instance_attributes(cls: type) -> frozenset[str]:
-    """Names a class or its bases annotate or assign as ``self.<name>`` in their source."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        names.update(getattr(klass, "__annotations__", {}))
-        names.update(_assigned_in_source(klass))
-    return frozenset(names)
+def has_instance_attribute(cls: type, name: str) -> bool:
+    """Whether ``cls`` or a base annotates ``name`` or assigns ``self.<name>`` in its source.
+
+    The cheap places first (annotations, then the ``__init__`` methods); the whole class
+    source of every base is parsed only when those do not have it.
+    """
+    mro = [k for k in cls.__mro__ if k is not object]
+    if any(name in inspect.get_annotations(k) for k in mro):
+        return True
+    assigned = re.compile(rf"\bself\.{re.escape(name)}\s*(?::[^=\n]*)?=(?!=)")
+    for klass in mro:
+        init = klass.__dict__.get("__init__")
+        if inspect.isfunction(init) and assigned.search(inspect.getsource(init)):
+            return True
+    return any(name in _assigned_in_source(klass) for klass in mro)
 
 
 @cache
@@ -249,15 +258,10 @@ def _assigned_in_source(klass: type) -> frozenset[str]:
     module = sys.modules.get(klass.__module__)
     if module is None or getattr(module, "__file__", None) is None:
         return frozenset()
-    for node in ast.walk(_module_ast(module.__name__)):
+    for node in ast.parse(inspect.getsource(module)).body:
         if isinstance(node, ast.ClassDef) and node.name == klass.__name__:
             return frozenset(_self_targets(node))
     return frozenset()
-
-
-@cache
-def _module_ast(module_name: str) -> ast.Module:
-    return ast.parse(inspect.getsource(sys.modules[module_name]))
 
 
 def _self_targets(cls_node: ast.ClassDef) -> Iterator[str]:

@@ -160,3 +160,25 @@ def test_end_linger_closes_the_open_batches_of_the_topics_and_wakes_the_sender(
 def test_a_record_on_the_agent_path_raises_naming_it() -> None:
     with pytest.raises(faust_compat.AgentPathError, match=r"t\[2\]@7 reached the Faust agent"):
         faust_compat.refuse_agent_record("t", 2, 7)
+
+
+def test_the_worker_refuses_to_start_on_another_version(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`groupwatch stream` checks the versions before it talks to the broker."""
+    from click.testing import CliRunner
+
+    from groupwatch.cli import cli
+
+    monkeypatch.setitem(BUILT_FOR, "aiokafka", "0.15.0")
+    faust_compat._require.cache_clear()  # a passed check is cached
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",  # never contacted
+        "GROUPWATCH_STATE_DIR": str(tmp_path),
+    }
+    try:
+        result = CliRunner().invoke(cli, ["stream", "--web-port", "0"], env=env)
+    finally:
+        faust_compat._require.cache_clear()
+    assert result.exit_code == 1
+    assert "built for aiokafka==0.15.0 but found 0.14.0: install the pinned" in result.output

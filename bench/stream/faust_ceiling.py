@@ -24,7 +24,7 @@ from typing import Any
 import faust
 
 from stream.app import BATCH_MAX, BATCH_WITHIN_S, broker_url
-from stream.fetch import install_batch_drain
+from stream.faust_compat import install_batch_drain
 
 
 def main() -> None:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import click
 
-from bench.analytics import sink
+from bench.analytics import report, served, sink
+from bench.e2e import freshness
 from bench.ingest import ingress
-from bench.stream import catchup
+from bench.stream import catchup, lag
 from bench.table import table
 
 BENCHMARKS: tuple[click.Command, ...] = (
     ingress.command,
     catchup.command,
+    lag.command,
     sink.command,
+    served.command,
+    report.command,
+    freshness.command,
 )
 
 

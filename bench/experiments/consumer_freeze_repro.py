@@ -6,7 +6,7 @@ commits asynchronously after every poll that returned records, as the sink does 
 visibility. After 15 s the broker is SIGSTOPped for 30 s, then SIGCONTed; the script says
 how many records the consumer got in the 85 s after the resume (0 = it never rejoined).
 
-Usage: .venv/bin/python bench/e2e/consumer_freeze_repro.py [--socket-timeout-ms N]
+Usage: .venv/bin/python -m bench.experiments.consumer_freeze_repro [--socket-timeout-ms N]
        [--dynamic] [--no-commit]
 Found with tests/e2e/test_faults.py; results in docs/RELIABILITY.md.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -25,12 +24,9 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from groupwatch.broker.server import LocalKafka  # noqa: E402
-from groupwatch.contracts import Settings  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from groupwatch.broker.server import LocalKafka
+from groupwatch.contracts import Settings
+from tests.conftest import free_port
 
 
 def say(*parts: object) -> None:

@@ -1,6 +1,6 @@
 """CPU per request of one running server process, by thread group, while wrk drives it.
 
-    .venv/bin/python bench/ingest/cpu_breakdown.py --pid WORKER_PID --port PORT [--seconds 8]
+    .venv/bin/python -m bench.experiments.cpu_breakdown --pid WORKER_PID --port PORT [--seconds 8]
 
 Reads each thread's exact on-CPU time (``/proc/<pid>/task/*/schedstat``, nanoseconds,
 not the tick-sampled utime/stime) and its context switches before and after a wrk run
@@ -17,7 +17,7 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+POST_LUA = Path(__file__).resolve().parents[1] / "ingest" / "post.lua"
 Sample = dict[str, tuple[str, int, int, int]]
 
 
@@ -58,7 +58,7 @@ def main() -> None:
             f"-c{args.connections}",
             f"-d{args.seconds}s",
             "-s",
-            str(HERE / "post.lua"),
+            str(POST_LUA),
             f"http://127.0.0.1:{args.port}/callback",
         ],
         capture_output=True,

@@ -3,7 +3,7 @@
 Opens N keep-alive connections one after another (as a client pool grows), asks each
 which worker serves it (GET /pid on the bare app), and prints the per-worker counts.
 
-    python bench/ingest/keepalive_spread.py http://127.0.0.1:PORT [N]
+    python -m bench.experiments.keepalive_spread http://127.0.0.1:PORT [N]
 """
 
 from __future__ import annotations

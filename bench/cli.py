@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from bench.analytics import report, served, sink
+from bench.broker import startup
 from bench.e2e import freshness
 from bench.ingest import ingress
 from bench.stream import catchup, lag
@@ -17,6 +18,7 @@ BENCHMARKS: tuple[click.Command, ...] = (
     sink.command,
     served.command,
     report.command,
+    startup.command,
     freshness.command,
 )
 

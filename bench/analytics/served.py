@@ -22,7 +22,7 @@ from bench.analytics.sinkproc import Sink
 from bench.harness import Run, Subject, common_options, kafka_option, subjects
 from bench.stats import percentile
 from groupwatch.admin.topics import create_topics
-from groupwatch.contracts import Settings, Topics
+from groupwatch.contracts import Settings, Topics, load_settings
 from groupwatch.contracts.keys import group_key
 from groupwatch.contracts.records import encode
 from tests.conftest import free_port
@@ -142,7 +142,7 @@ def command(
     the sink's batch latency (p50/p95/max from /stats) and the clients' round trips."""
     tmp = Path(tempfile.mkdtemp(prefix="gw-bench-served-"))
     prefix = f"gwbench-{uuid.uuid4().hex[:8]}"
-    base = Settings(
+    base = load_settings(
         kafka_bootstrap_servers=bootstrap, topic_prefix=prefix, partitions=3, state_dir=tmp
     )
     create_topics(base)

@@ -21,7 +21,7 @@ from bench.analytics.sinkproc import Sink
 from bench.harness import REFERENCE, Run, Subject, common_options, kafka_option, subjects
 from bench.stats import ratio
 from groupwatch.admin.topics import admin_client, create_topics
-from groupwatch.contracts import Settings, Topics
+from groupwatch.contracts import Settings, Topics, load_settings
 from groupwatch.contracts.records import ExceptionEvent
 from groupwatch.contracts.topics import topic_specs
 from tests.conftest import free_port
@@ -116,7 +116,7 @@ def command(
     the same rows as one Arrow table in one `INSERT … ON CONFLICT DO NOTHING`."""
     tmp = Path(tempfile.mkdtemp(prefix="gw-bench-sink-"))
     prefix = f"gwbench-{uuid.uuid4().hex[:8]}"
-    base = Settings(
+    base = load_settings(
         kafka_bootstrap_servers=bootstrap,
         topic_prefix=prefix,
         partitions=partitions,

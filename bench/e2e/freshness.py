@@ -104,7 +104,7 @@ def one_run(
         for name, health in stages:
             log = open(tmp / f"{name}.log", "ab")  # noqa: SIM115
             procs.append((subject.popen(subject.groupwatch(name), env, log), log))
-            wait_http_ok(health, 120, lambda n=name: f"({subject.name} {n})")  # type: ignore[misc]
+            wait_http_ok(health, 120, lambda n=name: f"({subject.name} {n})")
         return measure(params, ingress_url, sink_url)
     finally:
         for proc, log in reversed(procs):

@@ -19,7 +19,7 @@ from bench.harness import REFERENCE, Run, Subject, common_options, kafka_option,
 from bench.stats import ratio
 from bench.stream.worker import StreamWorker
 from groupwatch.admin.topics import create_topics
-from groupwatch.contracts import Settings, Topics
+from groupwatch.contracts import Settings, Topics, load_settings
 from groupwatch.contracts.records import ExceptionEvent, SendEvent, decode
 from tests.processes import cpu_seconds
 
@@ -56,12 +56,12 @@ def raw_consume(settings: Settings, topics: Topics, total: int) -> dict[str, flo
                 continue
             n += 1
             if msg.topic() == topics.exceptions:
-                ev = decode(msg.value(), ExceptionEvent)
+                ev = decode(msg.value() or b"", ExceptionEvent)
                 key = (ev.sdkappid, ev.group_id, ev.error_code, ev.event_time_ms // size)
                 failures[key] += 1
                 senders[key].add(ev.from_account)
             else:
-                sv = decode(msg.value(), SendEvent)
+                sv = decode(msg.value() or b"", SendEvent)
                 sends[(sv.sdkappid, sv.group_id, sv.event_time_ms // size)] += 1
     consumer.close()
     seconds = time.perf_counter() - start
@@ -120,7 +120,7 @@ def command(
     consumer, then every subject's worker (fresh consumer group each)."""
     tmp = Path(tempfile.mkdtemp(prefix="gw-bench-stream-"))
     prefix = f"gwbench-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
+    settings = load_settings(
         kafka_bootstrap_servers=bootstrap,
         topic_prefix=prefix,
         partitions=partitions,

@@ -19,7 +19,7 @@ from bench.harness import Run, Subject, common_options, kafka_option, stop_group
 from bench.stats import percentile
 from bench.stream.worker import StreamWorker
 from groupwatch.admin.topics import create_topics
-from groupwatch.contracts import Settings
+from groupwatch.contracts import Settings, load_settings
 from tests.conftest import free_port
 from tests.processes import settings_env, wait_http_ok
 
@@ -146,7 +146,7 @@ def command(
             for r in range(rounds):
                 for s in run.order(r):
                     prefix = f"gwlag-{uuid.uuid4().hex[:8]}"
-                    settings = Settings(
+                    settings = load_settings(
                         kafka_bootstrap_servers=bootstrap,
                         topic_prefix=prefix,
                         partitions=3,

@@ -61,6 +61,11 @@ def git(*args: str, cwd: Path = ROOT) -> str:
     return done.stdout.strip()
 
 
+def tree_dirty() -> bool:
+    """Whether tracked files differ from HEAD (results files aside)."""
+    return bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"))
+
+
 def stop_group(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int | None:
     """SIGTERM a process started in its own session (and its children), SIGKILL if needed."""
     if proc.poll() is None:
@@ -207,6 +212,7 @@ class Run:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     load_start: list[float] = field(default_factory=load_average)
+    dirty_at_start: bool = field(default_factory=tree_dirty)
     subject_info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -264,9 +270,7 @@ class Run:
             for key, value in medians["current"].items():
                 ratios[key] = ratio(value, medians["baseline"].get(key))
         summary, headline = summarize(medians)
-        dirty = bool(
-            git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
-        )
+        dirty = self.dirty_at_start or tree_dirty()  # at start or end of the run
         result = {
             "benchmark": self.name,
             "description": self.description,

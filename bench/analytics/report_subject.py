@@ -12,6 +12,7 @@ import io
 import json
 import statistics
 import time
+from pathlib import Path
 
 from rich.console import Console
 
@@ -29,7 +30,7 @@ def main() -> None:
     args = ap.parse_args()
     params = ReportParams(since_ms=3_600_000, top=10)
     sqls = list(report_queries(params).values())
-    con = open_read_only(args.db)
+    con = open_read_only(Path(args.db))
 
     def via_report() -> None:
         report = build_report(lambda sql: run_select(con, sql, 60, 10_000).table, params)

@@ -33,11 +33,16 @@ def baseline_cell(result: dict[str, Any]) -> str:
     return f"{value} x `{key}` vs `{base['ref']}` ({base['commit'][:7]})"
 
 
+def plural(n: object, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def row(result: dict[str, Any]) -> str:
     load = result["load_average"]
+    rounds = plural(result["parameters"].get("rounds"), "round")
     run = (
         f"{result['finished_at'][:16].replace('T', ' ')} UTC, {result['commit'][:7]}"
-        f"{' (dirty)' if result['dirty'] else ''}, {result['parameters'].get('rounds')} rounds, "
+        f"{' (dirty)' if result['dirty'] else ''}, {rounds}, "
         f"load {load['start'][0]}→{load['end'][0]}, {result['machine']['cpu_count']} CPUs"
     )
     cells = [

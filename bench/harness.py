@@ -158,7 +158,12 @@ def subjects(baseline_ref: str | None) -> Iterator[list[Subject]]:
     if baseline_ref is None:
         yield [current]
         return
-    commit = git("rev-parse", "--verify", "--quiet", f"{baseline_ref}^{{commit}}")
+    try:
+        commit = git("rev-parse", "--verify", "--quiet", f"{baseline_ref}^{{commit}}")
+    except click.ClickException:
+        raise click.BadParameter(
+            f"{baseline_ref!r} is not a commit of this repository", param_hint="--baseline-ref"
+        ) from None
     tmp = Path(tempfile.mkdtemp(prefix="gw-bench-baseline-"))
     tree = tmp / "tree"
     git("worktree", "add", "--detach", str(tree), commit)

@@ -20,12 +20,12 @@ import requests
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.keys import group_key
 from groupwatch.contracts.records import encode
-from tests.analytics import factory as f
-from tests.analytics.sinkproc import GROUPWATCH, SinkProcess
 from tests.analytics.test_sink import sink_settings
 from tests.analytics.workload import make_workload
-from tests.kafka_helpers import produce
-from tests.processes import children, settings_env
+from tests.support import events as f
+from tests.support.kafka import produce
+from tests.support.processes import children, settings_env
+from tests.support.sink import GROUPWATCH, SinkProcess
 
 pytestmark = pytest.mark.kafka
 

@@ -11,16 +11,6 @@ from typing import Any
 import orjson
 import pytest
 from flask.testing import FlaskClient
-from ingest_helpers import (
-    APPID,
-    OK_REPLY,
-    SIGNED_APPID,
-    SPEC_SAMPLE,
-    TOKEN,
-    query,
-    read_topic,
-    signed_query,
-)
 
 from groupwatch.contracts import (
     CMD_AFTER_SEND_MSG,
@@ -34,6 +24,16 @@ from groupwatch.contracts import (
     decode,
     make_event_id,
 )
+from tests.support.callbacks import (
+    APPID,
+    OK_REPLY,
+    SIGNED_APPID,
+    SPEC_SAMPLE,
+    TOKEN,
+    query,
+    signed_query,
+)
+from tests.support.kafka import read_topic
 
 pytestmark = pytest.mark.kafka
 

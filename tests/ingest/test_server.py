@@ -9,9 +9,11 @@ from pathlib import Path
 import orjson
 import pytest
 import requests
-from ingest_helpers import OK_REPLY, SPEC_SAMPLE, ServerProcess, query, read_topic, signed_query
 
 from groupwatch.contracts import ExceptionEvent, Settings, Topics, decode
+from tests.support.callbacks import OK_REPLY, SPEC_SAMPLE, query, signed_query
+from tests.support.ingest import ServerProcess
+from tests.support.kafka import read_topic
 
 pytestmark = pytest.mark.kafka
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from groupwatch.broker.prerequisites import JAVA_MISSING, parse_java_version
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

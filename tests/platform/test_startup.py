@@ -28,7 +28,7 @@ from groupwatch.contracts.startup import (
     until_ready,
     wait_for_leaders,
 )
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 NAMED_TRANSIENT = [
     "NOT_LEADER_FOR_PARTITION",

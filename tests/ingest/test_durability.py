@@ -120,6 +120,7 @@ def test_sigkill_mid_load_loses_no_accepted_event(
         server.stop()
 
 
+@pytest.mark.wallclock
 @pytest.mark.slow
 def test_broker_stopped_30s_under_load_every_reply_200_and_exactly_once(
     make_settings: Callable[..., Settings], tmp_path: Path

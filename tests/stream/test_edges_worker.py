@@ -205,6 +205,7 @@ def test_quiet_windows_close_with_small_windows(edge: Any) -> None:
     assert late == []
 
 
+@pytest.mark.wallclock
 @pytest.mark.slow
 def test_sixty_on_time_callbacks_then_silence_all_final_at_the_defaults(edge: Any) -> None:
     """Defaults (60 s window, 30 s grace, 30 s idle allowance): finals within w + g + 90 s."""

@@ -52,7 +52,10 @@ def send(
 
 
 def produce(
-    settings: Settings, topic: str, records: Iterable[msgspec.Struct], partition: int | None = None
+    settings: Settings,
+    topic: str,
+    records: Iterable[ExceptionEvent | SendEvent],
+    partition: int | None = None,
 ) -> int:
     """Produce records keyed by group (Kafka timestamp = event time); returns the count."""
     return kafka.produce(
@@ -60,9 +63,9 @@ def produce(
         topic,
         (
             (
-                group_key(rec.sdkappid, rec.group_id).encode(),  # type: ignore[attr-defined]
+                group_key(rec.sdkappid, rec.group_id).encode(),
                 encode(rec),
-                rec.event_time_ms,  # type: ignore[attr-defined]
+                rec.event_time_ms,
             )
             for rec in records
         ),

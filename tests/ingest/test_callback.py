@@ -11,16 +11,6 @@ from typing import Any
 import orjson
 import pytest
 from flask.testing import FlaskClient
-from ingest_helpers import (
-    APPID,
-    OK_REPLY,
-    SIGNED_APPID,
-    SPEC_SAMPLE,
-    TOKEN,
-    query,
-    read_topic,
-    signed_query,
-)
 
 from groupwatch.contracts import (
     CMD_AFTER_SEND_MSG,
@@ -34,6 +24,16 @@ from groupwatch.contracts import (
     decode,
     make_event_id,
 )
+from tests.support.callbacks import (
+    APPID,
+    OK_REPLY,
+    SIGNED_APPID,
+    SPEC_SAMPLE,
+    TOKEN,
+    query,
+    signed_query,
+)
+from tests.support.kafka import read_topic
 
 pytestmark = pytest.mark.kafka
 
@@ -273,8 +273,6 @@ def test_health_ready_and_metrics(client: FlaskClient) -> None:
 
 def _out_of_range_cases() -> list[tuple[str, dict[str, str], dict[str, Any], str]]:
     """(name, query, body changes, field): one value past each bound of the contract."""
-    from test_ingest_normalize import OUT_OF_RANGE
-
     from groupwatch.contracts.records import (
         CLIENT_IP_MAX_CHARS,
         EPOCH_MS_MIN,
@@ -282,6 +280,7 @@ def _out_of_range_cases() -> list[tuple[str, dict[str, str], dict[str, Any], str
         PLATFORM_MAX_CHARS,
         UINT32_MAX,
     )
+    from tests.ingest.test_normalize import OUT_OF_RANGE
 
     cases = [
         (f"{field} {i}", query(), changes, field) for i, (changes, field) in enumerate(OUT_OF_RANGE)
@@ -325,9 +324,8 @@ def test_out_of_range_fields_are_400_naming_the_field_and_kept_in_the_dlq(
 def test_values_at_the_bounds_are_accepted_and_stored(
     client: FlaskClient, ingest_settings: Settings
 ) -> None:
-    from test_ingest_normalize import AT_BOUNDS
-
     from groupwatch.contracts.records import EPOCH_MS_MAX, UINT32_MAX
+    from tests.ingest.test_normalize import AT_BOUNDS
 
     expected = []
     for changes, attribute, value in AT_BOUNDS:

@@ -11,19 +11,13 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from ingest_helpers import (
-    APPID,
-    Load,
-    ServerProcess,
-    event_id_of,
-    exception_body,
-    free_port,
-    query,
-    read_topic,
-)
 
 from groupwatch.admin.topics import create_topics
 from groupwatch.contracts import ExceptionEvent, Settings, Topics, decode
+from tests.support.callbacks import APPID, Load, event_id_of, exception_body, query
+from tests.support.ingest import ServerProcess
+from tests.support.kafka import read_topic
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -126,6 +120,7 @@ def test_sigkill_mid_load_loses_no_accepted_event(
         server.stop()
 
 
+@pytest.mark.wallclock
 @pytest.mark.slow
 def test_broker_stopped_30s_under_load_every_reply_200_and_exactly_once(
     make_settings: Callable[..., Settings], tmp_path: Path

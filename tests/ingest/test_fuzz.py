@@ -10,9 +10,9 @@ import pytest
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ingest_helpers import APPID, SIGNED_APPID, SPEC_SAMPLE
 
 from groupwatch.contracts import CMD_AFTER_SEND_MSG, CMD_SEND_MSG_EXCEPTION
+from tests.support.callbacks import APPID, SIGNED_APPID, SPEC_SAMPLE
 
 pytestmark = pytest.mark.kafka
 

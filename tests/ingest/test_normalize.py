@@ -8,7 +8,6 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ingest_helpers import SPEC_SAMPLE
 
 from groupwatch.contracts import ExceptionEvent, SendEvent, decode, encode, make_event_id
 from groupwatch.contracts.records import (
@@ -36,6 +35,7 @@ from ingest.normalize import (
     normalize_send,
     parse_body,
 )
+from tests.support.callbacks import SPEC_SAMPLE
 
 CTX = CallbackContext(
     sdkappid="1400000001",

@@ -9,9 +9,12 @@ from pathlib import Path
 import orjson
 import pytest
 import requests
-from ingest_helpers import OK_REPLY, SPEC_SAMPLE, ServerProcess, query, read_topic, signed_query
 
 from groupwatch.contracts import ExceptionEvent, Settings, Topics, decode
+from tests.support.callbacks import OK_REPLY, SPEC_SAMPLE, query, signed_query
+from tests.support.ingest import ServerProcess
+from tests.support.kafka import read_topic
+from tests.support.metrics import metric
 
 pytestmark = pytest.mark.kafka
 
@@ -22,12 +25,11 @@ def _accepted_count(http: requests.Session, url: str, want: float, within: float
     count = 0.0
     while True:
         text = http.get(f"{url}/metrics", timeout=5).text
-        count = sum(
-            float(ln.rsplit(" ", 1)[1])
-            for ln in text.splitlines()
-            if ln.startswith("groupwatch_ingest_requests_total")
-            and 'command="Group.CallbackSendMsgException"' in ln
-            and 'status="200"' in ln
+        count = metric(
+            text,
+            "groupwatch_ingest_requests_total",
+            command="Group.CallbackSendMsgException",
+            status="200",
         )
         if count >= want or time.monotonic() > deadline:
             return count

@@ -21,11 +21,11 @@ from typing import Any
 
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from streamkit import APP, exc, send
 
 from groupwatch.contracts import Settings
 from groupwatch.contracts.keys import window_key
 from groupwatch.contracts.records import ExceptionEvent, SendEvent
+from tests.support.stream import APP, exc, send
 
 APP2 = "1400000002"  # an app without send callbacks: group_sends / failure_ratio None
 CODES = [10002, 10004, 10006, 10007, 10016, 80001]

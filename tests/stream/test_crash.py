@@ -14,21 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from streamkit import (
+
+from groupwatch.admin.topics import create_topics
+from groupwatch.contracts import Settings, Topics
+from tests.support.metrics import metric
+from tests.support.stream import (
     T0,
     Worker,
     close_all,
     exc,
     final_set,
     finals,
-    metric,
     produce,
     read_topic,
     send,
 )
-
-from groupwatch.admin.topics import create_topics
-from groupwatch.contracts import Settings, Topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

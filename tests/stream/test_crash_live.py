@@ -27,13 +27,14 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from crashmodel import compare, expected_finals, generate, read_input
-from streamkit import T0, Worker, exc, metric, read_topic, send
 
 from groupwatch.admin.topics import create_topics
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.keys import group_key
 from groupwatch.contracts.records import encode
+from tests.stream.crashmodel import compare, expected_finals, generate, read_input
+from tests.support.metrics import metric
+from tests.support.stream import T0, Worker, exc, read_topic, send
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

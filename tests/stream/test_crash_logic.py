@@ -19,13 +19,13 @@ from typing import Any
 
 import msgspec
 import pytest
-from crashmodel import compare, expected_finals, generate
-from streamkit import T0, exc, send
 
 from groupwatch.contracts import Settings
 from stream.app import config_from_settings
 from stream.batch import Batch
 from stream.state import PartitionState
+from tests.stream.crashmodel import compare, expected_finals, generate
+from tests.support.stream import T0, exc, send
 
 SETTINGS = Settings(partitions=1, window_seconds=60, grace_seconds=30, update_interval_seconds=1)
 

@@ -7,7 +7,6 @@ from collections import Counter
 
 import msgspec
 import pytest
-from streamkit import exc, send
 
 from groupwatch.contracts.keys import group_key
 from groupwatch.contracts.records import DlqRecord, encode
@@ -15,6 +14,7 @@ from stream import guard
 from stream.alerts import AlertRules
 from stream.state import Config, Effects, Output, PartitionState
 from stream.windows import WindowSpec
+from tests.support.stream import exc, send
 
 T = 1_700_000_040_000  # a multiple of 60 s
 S = 1000

@@ -12,13 +12,15 @@ from typing import Any
 
 import msgspec
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from streamkit import T0, Worker, close_all, exc, finals, metric, produce, send
+from confluent_kafka import Producer
 
 from groupwatch.admin.topics import create_topics
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.keys import group_key
 from groupwatch.contracts.records import encode
+from tests.support.kafka import read_until
+from tests.support.metrics import metric
+from tests.support.stream import T0, Worker, close_all, exc, finals, produce, send
 
 pytestmark = pytest.mark.kafka
 S = 1000
@@ -41,31 +43,6 @@ def edge(
     yield start
     for w in workers:
         w.stop()
-
-
-def read_all(
-    settings: Settings, topic: str, until: Callable[[list[Any]], bool], timeout: float = 90.0
-) -> list[Any]:
-    """Raw messages of a topic from the start until ``until`` holds (or the timeout)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": f"edge-reader-{time.time_ns()}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in range(settings.partitions)])
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            out.extend(m for m in consumer.consume(1000, 0.5) if not m.error())
-            if until(out):
-                break
-        return out
-    finally:
-        consumer.close()
 
 
 def decoded(messages: list[Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -127,9 +104,9 @@ def test_poison_records_go_to_the_dlq_and_the_worker_counts_the_good_ones(edge: 
     worker.wait_healthy()
 
     n_bad = len(bad_exceptions) + len(bad_sends)
-    dlq = read_all(settings, topics.dlq, until=lambda r: len(r) >= n_bad)
+    dlq = read_until(settings, topics.dlq, until=lambda r: len(r) >= n_bad)
     windows = decoded(
-        read_all(
+        read_until(
             settings,
             topics.failure_windows,
             until=lambda r: any(b'"final":true' in m.value() and b'"g"' in m.value() for m in r),
@@ -210,7 +187,7 @@ def _wait_finals(settings: Settings, topics: Topics, groups: set[str], timeout: 
                 got.add(msgspec.json.decode(m.value())["group_id"])
         return groups <= got
 
-    read_all(settings, topics.failure_windows, until=done, timeout=timeout)
+    read_until(settings, topics.failure_windows, until=done, timeout=timeout)
     assert groups <= got, f"{len(groups - got)} of {len(groups)} windows without a final"
     return time.monotonic() - began
 
@@ -224,10 +201,11 @@ def test_quiet_windows_close_with_small_windows(edge: Any) -> None:
     groups = [f"q{i}" for i in range(20)]
     _on_time(settings, topics.exceptions, groups)
     _wait_finals(settings, topics, set(groups), timeout=90)
-    late = read_all(settings, topics.late_events, until=lambda r: False, timeout=2)
+    late = read_until(settings, topics.late_events, until=lambda r: False, timeout=2)
     assert late == []
 
 
+@pytest.mark.wallclock
 @pytest.mark.slow
 def test_sixty_on_time_callbacks_then_silence_all_final_at_the_defaults(edge: Any) -> None:
     """Defaults (60 s window, 30 s grace, 30 s idle allowance): finals within w + g + 90 s."""
@@ -284,12 +262,12 @@ def test_events_dated_ahead_never_make_on_time_events_late(edge: Any) -> None:
         ahead = sum(1 for _, v in finals(decoded(records)) if v["group_id"].startswith("f"))
         return got >= set(expected) and ahead == 60
 
-    records = decoded(read_all(settings, topics.failure_windows, until=complete, timeout=90))
+    records = decoded(read_until(settings, topics.failure_windows, until=complete, timeout=90))
     live = {
         v["window_start_ms"]: v["failures"] for _, v in finals(records) if v["group_id"] == "live"
     }
     assert live == dict(expected)
     ahead = [v for _, v in finals(records) if v["group_id"].startswith("f")]
     assert len(ahead) == 60 and sum(v["failures"] for v in ahead) == 60
-    late = read_all(settings, topics.late_events, until=lambda r: False, timeout=2)
+    late = read_until(settings, topics.late_events, until=lambda r: False, timeout=2)
     assert late == []

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from streamkit import exc, send
 
 from stream import alerts, dedup
 from stream.alerts import AlertRules, Baseline
 from stream.batch import Batch
 from stream.state import Config, PartitionState
 from stream.windows import StreamClock, WindowSpec
+from tests.support.stream import exc, send
 
 T = 1_700_000_040_000  # a multiple of 60 s
 NOW = 1 << 62  # the worker's wall clock, far after the test data (the clock cap is received_at)

@@ -16,21 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from streamkit import (
+
+from groupwatch.admin.topics import create_topics
+from groupwatch.contracts import Settings, Topics
+from tests.support.metrics import metric
+from tests.support.stream import (
     T0,
     Worker,
     close_all,
     exc,
     final_set,
     finals,
-    metric,
     produce,
     read_topic,
     send,
 )
-
-from groupwatch.admin.topics import create_topics
-from groupwatch.contracts import Settings, Topics
 
 pytestmark = pytest.mark.kafka
 S = 1000
@@ -284,7 +284,7 @@ def test_missing_topics_give_a_clear_error(make_settings: Any) -> None:
     from click.testing import CliRunner
 
     from groupwatch.cli import cli
-    from tests.processes import settings_env
+    from tests.support.processes import settings_env
 
     settings = make_settings()  # no topics created for this prefix
     result = CliRunner().invoke(cli, ["stream", "--web-port", "0"], env=settings_env(settings))

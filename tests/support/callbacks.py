@@ -1,28 +1,16 @@
-"""Shared helpers of the ingress tests: sample callbacks, signed queries, topic readers."""
+"""Callback requests as Tencent Cloud Chat sends them: query strings (signed or not), the
+spec's sample body, numbered exception bodies, and a steady HTTP load of them."""
 
 from __future__ import annotations
 
-import os
-import socket
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
 import orjson
 import requests
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
 
-from groupwatch.contracts import CMD_SEND_MSG_EXCEPTION, Settings
+from groupwatch.contracts import CMD_SEND_MSG_EXCEPTION
 from ingest.auth import make_sign
-from tests.processes import StageProcess, children
 
 APPID = "1400000001"
 SIGNED_APPID = "1400000002"
@@ -74,103 +62,6 @@ def exception_body(i: int, *, group: str = "@TGS#load", event_time: int | None =
         EventTime=event_time if event_time is not None else int(time.time() * 1000),
     )
     return orjson.dumps(body)
-
-
-def read_topic(
-    settings: Settings, topic: str, *, expect: int | None = None, timeout: float = 30.0
-) -> list[Message]:
-    """Every record of ``topic``, waiting (up to ``timeout``) until at least ``expect``."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": f"gwtest-reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        while True:
-            marks = {p: _watermarks(consumer, topic, p) for p in partitions}
-            total = sum(high - low for low, high in marks.values())
-            if expect is None or total >= expect or time.monotonic() > deadline:
-                break
-            time.sleep(0.25)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        records: list[Message] = []
-        remaining = {p for p, (low, high) in marks.items() if high > low}
-        while remaining and time.monotonic() < deadline + 30:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            records.append(msg)
-            if msg.offset() + 1 >= marks[msg.partition()][1]:
-                remaining.discard(msg.partition())
-        return records
-    finally:
-        consumer.close()
-
-
-# Errors of a partition whose leader is still being elected (not flagged retriable).
-_SETTLING = frozenset(
-    {
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-    }
-)
-
-
-def _watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
-    """Low/high watermarks, retrying while a new partition's leader settles."""
-    for attempt in range(50):
-        try:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            return int(low), int(high)
-        except KafkaException as exc:
-            error = exc.args[0]
-            settling = error.retriable() or error.code() in _SETTLING
-            if attempt == 49 or not settling:
-                raise
-            time.sleep(0.2)
-    raise AssertionError("unreachable")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServerProcess(StageProcess):
-    """``groupwatch ingest`` (2 workers), started and healthy on construction."""
-
-    def __init__(self, settings: Settings, env_overrides: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ)
-        env.update(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-                "GROUPWATCH_TOPIC_PREFIX": settings.topic_prefix,
-                "GROUPWATCH_STATE_DIR": str(settings.state_dir),
-                "GROUPWATCH_SDKAPPIDS": f"{APPID},{SIGNED_APPID}",
-                "GROUPWATCH_CALLBACK_TOKENS": f"{SIGNED_APPID}:{TOKEN}",
-                "GROUPWATCH_UNSIGNED_SDKAPPIDS": APPID,
-                "GROUPWATCH_INGEST_PORT": str(self.port),
-                "GROUPWATCH_INGEST_WORKERS": "2",
-                "GROUPWATCH_INGEST_THREADS": "8",
-            }
-        )
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        env.update(env_overrides)
-        super().__init__("ingest", ["ingest"], env, log_path, f"{self.url}/healthz")
-        self.start(timeout=30)
-
-    def workers(self) -> list[int]:
-        """PIDs of the server's worker processes (children of the main process)."""
-        return children(self.pid)
 
 
 class Load:

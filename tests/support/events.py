@@ -1,29 +1,66 @@
-"""Contract records for analytics tests (the stream stage is not imported)."""
+"""Contract records for tests: what ingress writes (exceptions, sends) and what the
+stream writes (failure windows, alerts), built without importing any stage."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from groupwatch.contracts.catalog import error_category
 from groupwatch.contracts.keys import iso_utc, make_event_id
 from groupwatch.contracts.records import Alert, ErrorCount, ExceptionEvent, FailureWindow, SendEvent
 
+APP = "1400000001"
 BASE_MS = 1_790_000_000_000 - (1_790_000_000_000 % 60_000)  # a minute boundary
+
+
+def bare_exception(
+    app: str, group: str, sender: str, random: int, t_ms: int, code: int = 10004, **fields: Any
+) -> ExceptionEvent:
+    """An exception event with only what the stream needs (received when it happened);
+    ``fields`` set any other field."""
+    values: dict[str, Any] = {"group_type": "Public", "received_at_ms": t_ms, **fields}
+    return ExceptionEvent(
+        event_id=make_event_id(app, group, sender, random, t_ms),
+        sdkappid=app,
+        group_id=group,
+        from_account=sender,
+        random=random,
+        error_code=code,
+        error_category=error_category(code),
+        event_time_ms=t_ms,
+        **values,
+    )
+
+
+def bare_send(
+    app: str, group: str, sender: str, random: int, t_ms: int, **fields: Any
+) -> SendEvent:
+    """A send event with only the required fields (received when it happened)."""
+    values: dict[str, Any] = {"received_at_ms": t_ms, **fields}
+    return SendEvent(
+        event_id=make_event_id(app, group, sender, random, t_ms),
+        sdkappid=app,
+        group_id=group,
+        from_account=sender,
+        random=random,
+        event_time_ms=t_ms,
+        **values,
+    )
 
 
 def exception(
     app: str, group: str, sender: str, random: int, t_ms: int, code: int = 10004
 ) -> ExceptionEvent:
-    return ExceptionEvent(
-        event_id=make_event_id(app, group, sender, random, t_ms),
-        sdkappid=app,
-        group_id=group,
-        group_type="Public",
-        from_account=sender,
-        random=random,
+    """An exception event with every optional field the ingress can fill."""
+    return bare_exception(
+        app,
+        group,
+        sender,
+        random,
+        t_ms,
+        code,
         msg_types=["TIMTextElem"],
-        error_code=code,
         error_info=f"error {code}",
-        error_category=error_category(code),
-        event_time_ms=t_ms,
         received_at_ms=t_ms + 50,
         client_ip="10.0.0.1",
         platform="Android",
@@ -32,15 +69,7 @@ def exception(
 
 
 def send(app: str, group: str, sender: str, random: int, t_ms: int) -> SendEvent:
-    return SendEvent(
-        event_id=make_event_id(app, group, sender, random, t_ms),
-        sdkappid=app,
-        group_id=group,
-        from_account=sender,
-        random=random,
-        event_time_ms=t_ms,
-        received_at_ms=t_ms + 20,
-    )
+    return bare_send(app, group, sender, random, t_ms, received_at_ms=t_ms + 20)
 
 
 def window(

@@ -73,9 +73,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def groupwatch(env: dict[str, str], *args: str, timeout: float = 180) -> str:
-    """Run one ``groupwatch`` command to completion; its stdout, or an assertion error."""
-    done = subprocess.run(
+def run_groupwatch(
+    env: dict[str, str], *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run one ``groupwatch`` command to completion, whatever its exit code."""
+    return subprocess.run(
         groupwatch_argv(*args),
         env=env,
         capture_output=True,
@@ -83,6 +85,11 @@ def groupwatch(env: dict[str, str], *args: str, timeout: float = 180) -> str:
         timeout=timeout,
         check=False,
     )
+
+
+def groupwatch(env: dict[str, str], *args: str, timeout: float = 180) -> str:
+    """Run one ``groupwatch`` command to completion; its stdout, or an assertion error."""
+    done = run_groupwatch(env, *args, timeout=timeout)
     assert done.returncode == 0, f"groupwatch {' '.join(args)}: {done.stdout}{done.stderr}"
     return done.stdout
 

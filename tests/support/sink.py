@@ -1,4 +1,5 @@
-"""Run a real ``groupwatch sink`` process for tests and wait for it to catch up."""
+"""A real ``groupwatch sink`` process for tests: its SQL endpoint, and waiting for it to
+catch up with the topics it reads."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from confluent_kafka import Consumer, TopicPartition
 
 from groupwatch.contracts import Settings, Topics
-from tests.processes import StageProcess, settings_env
+from tests.support.kafka import end_offsets
+from tests.support.processes import StageProcess, settings_env
 
 GROUPWATCH = str(Path(sys.executable).parent / "groupwatch")
 
@@ -55,14 +56,4 @@ class SinkProcess(StageProcess):
 def high_watermarks(settings: Settings) -> dict[tuple[str, int], int]:
     """End offset of every partition of the topics the sink reads (non-empty ones)."""
     t = Topics.from_settings(settings)
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "hw"})
-    try:
-        out = {}
-        for topic in (t.exceptions, t.sends, t.failure_windows, t.alerts):
-            for p in range(settings.partitions):
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                if high > 0:
-                    out[(topic, p)] = high
-        return out
-    finally:
-        consumer.close()
+    return end_offsets(settings, (t.exceptions, t.sends, t.failure_windows, t.alerts))

@@ -1,9 +1,9 @@
-"""Helpers for the stream tests: craft events, produce them, run real workers, read topics."""
+"""A real ``groupwatch stream`` worker and what its tests feed it and read back: events at
+chosen event times, keyed like the ingress keys them; sentinels that close windows; finals."""
 
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,25 +14,20 @@ from typing import Any
 
 import msgspec
 import requests
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Message
 
 from groupwatch.contracts import Settings
-from groupwatch.contracts.catalog import error_category
-from groupwatch.contracts.keys import group_key, make_event_id
+from groupwatch.contracts.keys import group_key
 from groupwatch.contracts.records import ExceptionEvent, SendEvent, decode, encode
-from tests.processes import settings_env
+from tests.support import events, kafka
+from tests.support.events import APP
+from tests.support.ports import free_port
+from tests.support.processes import settings_env
 
-APP = "1400000001"
 HOUR_MS = 3_600_000
 # Three hours ago, on the hour: a window boundary, and recent enough that the broker's
 # time-based retention (Kafka timestamp = event time) does not delete the test input.
 T0 = (int(time.time() * 1000) // HOUR_MS - 3) * HOUR_MS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def exc(
@@ -44,66 +39,38 @@ def exc(
     app: str = APP,
     group_type: str = "Public",
 ) -> ExceptionEvent:
+    """An exception at event time ``t`` (its ``random`` derived from the rest unless given)."""
     rnd = random if random is not None else (hash((group, code, t, sender)) & 0x7FFFFFFF)
-    return ExceptionEvent(
-        event_id=make_event_id(app, group, sender, rnd, t),
-        sdkappid=app,
-        group_id=group,
-        group_type=group_type,
-        from_account=sender,
-        random=rnd,
-        error_code=code,
-        error_category=error_category(code),
-        event_time_ms=t,
-        received_at_ms=t,
-    )
+    return events.bare_exception(app, group, sender, rnd, t, code, group_type=group_type)
 
 
 def send(
     group: str, t: int, sender: str = "bob", random: int | None = None, app: str = APP
 ) -> SendEvent:
     rnd = random if random is not None else (hash((group, "send", t, sender)) & 0x7FFFFFFF)
-    return SendEvent(
-        event_id=make_event_id(app, group, sender, rnd, t),
-        sdkappid=app,
-        group_id=group,
-        group_type="Public",
-        from_account=sender,
-        random=rnd,
-        event_time_ms=t,
-        received_at_ms=t,
-    )
+    return events.bare_send(app, group, sender, rnd, t, group_type="Public")
 
 
 def produce(
-    settings: Settings, topic: str, records: Iterable[msgspec.Struct], partition: int | None = None
+    settings: Settings,
+    topic: str,
+    records: Iterable[ExceptionEvent | SendEvent],
+    partition: int | None = None,
 ) -> int:
     """Produce records keyed by group (Kafka timestamp = event time); returns the count."""
-    producer = Producer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "linger.ms": 20,
-            "enable.idempotence": True,
-        }
+    return kafka.produce(
+        settings.bootstrap_servers,
+        topic,
+        (
+            (
+                group_key(rec.sdkappid, rec.group_id).encode(),
+                encode(rec),
+                rec.event_time_ms,
+            )
+            for rec in records
+        ),
+        partition=partition,
     )
-    n = 0
-    for rec in records:
-        key = group_key(rec.sdkappid, rec.group_id)  # type: ignore[attr-defined]
-        kwargs: dict[str, Any] = {"timestamp": rec.event_time_ms}  # type: ignore[attr-defined]
-        if partition is not None:
-            kwargs["partition"] = partition
-        while True:
-            try:
-                producer.produce(topic, encode(rec), key.encode(), **kwargs)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        n += 1
-        if n % 10000 == 0:
-            producer.poll(0)
-    left = producer.flush(60)
-    assert left == 0, f"{left} records not delivered"
-    return n
 
 
 def close_all(settings: Settings, topics: Any, t: int, sends: bool = True) -> None:
@@ -121,31 +88,12 @@ def read_topic(
     until: Callable[[list[tuple[str, dict[str, Any]]]], bool],
     timeout: float = 90.0,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """All (key, value) records of a topic from the start, polled until ``until`` holds."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": f"test-reader-{time.time_ns()}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    try:
-        consumer.assign(
-            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(settings.partitions)]
-        )
-        out: list[tuple[str, dict[str, Any]]] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for msg in consumer.consume(1000, 0.5):
-                if msg.error():
-                    continue
-                out.append((msg.key().decode(), msgspec.json.decode(msg.value())))
-            if until(out):
-                return out
-        return out
-    finally:
-        consumer.close()
+    """All (key, JSON value) records of a topic from the start, polled until ``until`` holds."""
+    return kafka.read_until(settings, topic, until, convert=_key_and_json, timeout=timeout)
+
+
+def _key_and_json(msg: Message) -> tuple[str, dict[str, Any]]:
+    return msg.key().decode(), msgspec.json.decode(msg.value())
 
 
 def finals(records: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
@@ -238,21 +186,6 @@ class Worker:
     def tail(self, n: int = 4000) -> str:
         path = self.log_dir / f"{self.name}-{self.starts}.log"
         return path.read_text(errors="replace")[-n:] if path.exists() else ""
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """Sum of a metric's samples matching the labels in Prometheus text format."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name) or line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        metric_name = head.split("{", 1)[0]
-        if metric_name != name:
-            continue
-        if all(f'{k}="{v}"' in head for k, v in labels.items()):
-            total += float(value)
-    return total
 
 
 def decode_final(value: dict[str, Any]) -> Any:

@@ -24,7 +24,7 @@ The worker goes below Faust's public API in four places, all of them here:
 Every private name (and public name of a private object) these rely on is listed once in
 ``INTERNALS``; ``require`` checks them and the exact versions in ``BUILT_FOR`` before a
 worker starts (a mismatch is one sentence naming the package or the attribute), and the
-canary test (tests/stream/test_stream_faust_compat.py) checks the same list. Nothing here falls
+canary test (tests/stream/test_faust_compat.py) checks the same list. Nothing here falls
 back quietly: an internal that changed raises, naming it.
 """
 

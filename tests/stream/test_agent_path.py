@@ -9,11 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from streamkit import T0, exc, free_port, produce
 
 from groupwatch.admin.topics import create_topics
 from groupwatch.contracts import Settings, Topics
-from tests.processes import settings_env
+from tests.support.ports import free_port
+from tests.support.processes import settings_env
+from tests.support.stream import T0, exc, produce
 
 pytestmark = pytest.mark.kafka
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
+from ingest.envelope import Envelope
 from ingest.publisher import Publisher
-from ingest.spool import Envelope
 from ingest.wsgi import app
 
 _publisher: Publisher = app.extensions["groupwatch.publisher"]
@@ -23,8 +23,8 @@ def _stub(env: Envelope) -> str:
 
 
 def _nowait(env: Envelope) -> str:
-    producer, _ = _publisher._ensure()
-    _publisher._produce(producer, env, lambda err, msg: None)
+    outbox, _, _ = _publisher._ensure()
+    outbox.produce(env, lambda err, msg: None)
     return "delivered"
 
 

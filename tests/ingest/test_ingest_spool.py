@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from ingest import forwarder as forwarder_module
-from ingest import spool as spool_module
-from ingest.forwarder import Forwarder
-from ingest.heads import Heads
-from ingest.spool import Done, Envelope, Put, Spool, encode_frame, read_frames
+from ingest.envelope import Envelope
+from ingest.spool import log as spool_module
+from ingest.spool import merge as merge_module
+from ingest.spool.forwarder import Forwarder
+from ingest.spool.frames import Done, Put, encode_frame, read_frames
+from ingest.spool.merge import Heads
+from ingest.spool.writer import Spool
 
 
 def env(i: int) -> Envelope:
@@ -260,7 +262,7 @@ def test_a_stuck_process_holds_the_merge_back_only_for_a_while(
     send = FakeSend()
     fw = Forwarder(sp, send, heads=Heads(tmp_path, slack_ms=0))
     assert fw.step() == "blocked" and send.sent == []
-    monkeypatch.setattr(forwarder_module, "MAX_HOLD_S", 0.0)
+    monkeypatch.setattr(merge_module, "MAX_HOLD_S", 0.0)
     drain(fw)
     assert [e.timestamp_ms for e in send.sent] == [5]
 

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from ingest import forwarder as forwarder_module
-from ingest import spool as spool_module
-from ingest.forwarder import Forwarder
-from ingest.heads import Heads
-from ingest.spool import Done, Envelope, Put, Spool, encode_frame, read_frames
+from ingest.envelope import Envelope
+from ingest.spool import log as spool_module
+from ingest.spool import merge as merge_module
+from ingest.spool.forwarder import Forwarder
+from ingest.spool.frames import Done, Put, encode_frame, read_frames
+from ingest.spool.merge import Heads
+from ingest.spool.writer import Spool
 
 
 def env(i: int) -> Envelope:
@@ -260,7 +262,7 @@ def test_a_stuck_process_holds_the_merge_back_only_for_a_while(
     send = FakeSend()
     fw = Forwarder(sp, send, heads=Heads(tmp_path, slack_ms=0))
     assert fw.step() == "blocked" and send.sent == []
-    monkeypatch.setattr(forwarder_module, "MAX_HOLD_S", 0.0)
+    monkeypatch.setattr(merge_module, "MAX_HOLD_S", 0.0)
     drain(fw)
     assert [e.timestamp_ms for e in send.sent] == [5]
 
@@ -272,3 +274,32 @@ def test_stale_heads_are_ignored(tmp_path: Path) -> None:
     assert live.gate_ms() == 1 + live.slack_ms
     time.sleep(0.1)  # the other process stopped rewriting its head
     assert live.gate_ms() is None
+
+
+# Written by ingest/spool.py as of 32bdb9a (the last change of the format before the spool
+# became a package) with tests/ingest/data/make_spool_32bdb9a.py: Put 0 (spooled in flight,
+# then delivered: Done 0), Put 1, Put 2 (forwarded: Done 2), Put 3 (no command header),
+# Put 4, then a torn frame.
+OLD_SEGMENT = Path(__file__).parent / "data" / "spool-32bdb9a.spool"
+
+
+def test_a_segment_written_by_the_previous_spool_code_is_forwarded(tmp_path: Path) -> None:
+    dead = tmp_path / "00000000000000000001-1.spool"
+    dead.write_bytes(OLD_SEGMENT.read_bytes())
+    sp = Spool(tmp_path, 1 << 30)
+    sp.open()
+    send = FakeSend()
+    fw = Forwarder(sp, send, orphan_scan_seconds=0)
+    drain(fw)
+    command = "Group.CallbackSendMsgException"
+    assert [(e.timestamp_ms - 1_700_000_000_000, e.key, e.command) for e in send.sent] == [
+        (1, b"1400000001:g1", command),
+        (3, b"1400000001:g1", None),
+        (4, b"1400000001:g0", command),
+    ]
+    assert not dead.exists() and sp.pending_records == 0
+    # and what this code writes is, frame for frame, what the old code wrote
+    frames = frames_of(OLD_SEGMENT)
+    assert [type(f).__name__ for f in frames] == ["Put"] * 3 + ["Done", "Put", "Done", "Put"]
+    data = b"".join(encode_frame(f) for f in frames)  # type: ignore[arg-type]
+    assert OLD_SEGMENT.read_bytes().startswith(data) and len(data) == 544

@@ -1,15 +1,18 @@
 """Drains the spool into Kafka, oldest segment first and in order within a segment.
 
 While the spool holds events not yet handed to the producer, the publisher spools new
-events behind them (``Spool.backlog``); the forwarder clears that once a pass has handed
-everything over, so Kafka receives this process's events in the order they arrived. With
-``Heads`` the forwarders of several processes merge their backlogs by arrival time.
+events behind them (the ledger's backlog); a pass that has handed everything over ends
+it, so Kafka receives this process's events in the order they arrived. With ``Heads``
+the forwarders of several processes merge their backlogs by arrival time (``Merge``).
 
 A ``Put`` is forwarded only once its earlier attempt is decided: still in the producer
 (``FLYING``) blocks the segment until the delivery report arrives; delivered late means
 it is skipped; failed means it is sent again. Each forwarded record gets a ``Done`` frame,
 so a restart resumes where the last run stopped. Segments of dead processes (their
 ``flock`` is free) are claimed and drained too, then deleted.
+
+Calls go one way: the forwarder uses the spool writer, its ledger and the merge, and
+hands records to ``send`` (the producer's); none of them calls the forwarder.
 """
 
 from __future__ import annotations
@@ -21,8 +24,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ingest.heads import Heads
-from ingest.spool import DELIVERED, FAILED, FLYING, Done, Envelope, Put, Segment, Spool, read_frames
+from ingest.envelope import Envelope
+from ingest.spool.frames import Done, Put, read_frames
+from ingest.spool.ledger import InFlight
+from ingest.spool.merge import Heads, Merge
+from ingest.spool.segments import Segment
+from ingest.spool.writer import Spool
 
 log = logging.getLogger("ingest.forwarder")
 
@@ -32,9 +39,6 @@ Send = Callable[[Envelope, Callable[[bool], None]], None]
 # Retry a failed batch after at most this long: after an outage every worker's forwarder
 # resumes within about a second, so their backlogs reach Kafka close together.
 MAX_BACKOFF_S = 1.0
-# Waiting for other processes' older events ends after this long (one stuck process
-# must not hold every other one's spool back): forwarding goes on out of merge order.
-MAX_HOLD_S = 5.0
 
 
 class _Batch:
@@ -60,7 +64,7 @@ class _Batch:
 
 
 class Forwarder(threading.Thread):
-    """One per process; runs until ``stop()``."""
+    """One per process; runs until ``stop()`` (or is stepped by ``step()``)."""
 
     def __init__(
         self,
@@ -73,16 +77,14 @@ class Forwarder(threading.Thread):
     ) -> None:
         super().__init__(name="spool-forwarder", daemon=True)
         self._spool = spool
+        self._ledger = spool.ledger
         self._send = send
         self._batch_size = batch_size
         self._orphan_scan = orphan_scan_seconds
         self._stopping = threading.Event()
         self._claimed: dict[Path, Segment] = {}
         self._last_scan = 0.0
-        self._last_ok = True  # the last forwarded batch was delivered in full
-        self._heads = heads
-        self._held_since: float | None = None  # waiting for other processes' older events
-        self._unmerged = False  # waited MAX_HOLD_S: forward without the gate until caught up
+        self._merge = Merge(heads)
         self.forwarded = 0
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -90,6 +92,8 @@ class Forwarder(threading.Thread):
         self._spool.wakeup.set()
         if self.is_alive():
             self.join(timeout)
+        else:
+            self._release_claims()
 
     def run(self) -> None:
         backoff = 0.2
@@ -112,16 +116,14 @@ class Forwarder(threading.Thread):
         self._release_claims()
 
     def step(self) -> str:
-        """One pass over the claimed orphans, then this process's own segment."""
+        """One pass over the claimed orphans, then this process's own segment:
+        idle, progress, blocked or failed."""
         now = time.monotonic()
         if now - self._last_scan >= self._orphan_scan:
             self._last_scan = now
             self._claim_orphans()
-        gate = self._gate(now)
-        outcome = self._pass(gate)
-        if self._heads is not None:
-            heads = [s.head_ms for s in (self._spool.segment, *self._claimed.values())]
-            self._heads.publish(min((h for h in heads if h is not None), default=None))
+        outcome = self._pass(self._merge.gate(now))
+        self._merge.publish(s.head_ms for s in (self._spool.segment, *self._claimed.values()))
         return outcome
 
     def _pass(self, gate: int | None) -> str:
@@ -134,24 +136,9 @@ class Forwarder(threading.Thread):
         own = self._spool.segment
         outcome = self._drain(own, gate)
         if outcome == "idle":
-            self._unmerged = False
+            self._merge.caught_up()
             self._spool.rotate_if_drained(own)
         return outcome
-
-    def _gate(self, now: float) -> int | None:
-        """Latest spool time to forward now, from the other processes' heads."""
-        if self._heads is None or self._unmerged:
-            return None
-        gate = self._heads.gate_ms()
-        if gate is None or self._held_since is None or now - self._held_since < MAX_HOLD_S:
-            return gate
-        log.warning(
-            "another ingress process has not forwarded its older spooled events for "
-            f"{MAX_HOLD_S:.0f} s; forwarding this process's own without waiting for them"
-        )
-        self._held_since = None
-        self._unmerged = True
-        return None
 
     # --- orphans -------------------------------------------------------------------
     def _claim_orphans(self) -> None:
@@ -168,7 +155,7 @@ class Forwarder(threading.Thread):
                 else:
                     puts.add(frame.seq)
             pending = len(puts - seg.done)
-            self._spool.add_pending(pending)
+            self._ledger.claimed(pending)
             self._claimed[path] = seg
             log.info(
                 "claimed spool segment of a stopped process",
@@ -209,16 +196,14 @@ class Forwarder(threading.Thread):
             if isinstance(frame, Done):
                 seg.done.add(frame.seq)
             elif isinstance(frame, Put) and frame.seq not in seg.done:
-                state = self._spool.take_inflight(seg, frame.seq) if seg.own else None
-                if state == DELIVERED:
+                state = self._ledger.take(seg.path.name, frame.seq) if seg.own else None
+                if state is InFlight.DELIVERED:
                     seg.done.add(frame.seq)
                     skipped += 1
                 else:
-                    if state == FAILED:
-                        self._last_ok = False  # the broker is failing: no early hand-over
                     if seg.head_ms is None:
                         seg.head_ms = frame.at_ms
-                    if state == FLYING:
+                    if state is InFlight.FLYING:
                         blocked = True
                         break
                     if gate is not None and frame.at_ms > gate:
@@ -229,13 +214,9 @@ class Forwarder(threading.Thread):
             if len(todo) >= self._batch_size:
                 break
         if skipped:
-            self._spool.record_drained(skipped)
+            self._ledger.drained(skipped)
         held = held_at is not None
-        if held and not todo:
-            if self._held_since is None:
-                self._held_since = time.monotonic()
-        else:
-            self._held_since = None
+        self._merge.held(held and not todo)
         handed_all = seg.own and not blocked and not held and stop_at == end
         if not todo:
             moved = stop_at != seg.cursor
@@ -247,8 +228,8 @@ class Forwarder(threading.Thread):
             return "progress" if moved else "idle"
         # Hand-over ends the backlog only while the broker takes batches: a batch that
         # then failed would be re-sent after events produced directly meanwhile.
-        ok = self._last_ok = self._forward(seg, todo, end if handed_all and self._last_ok else None)
-        if ok:
+        early = end if handed_all and self._ledger.broker_ok else None
+        if self._forward(seg, todo, early):
             seg.cursor = stop_at
             if held or handed_all:
                 seg.head_ms = held_at  # the next one waiting (None: nothing waits)
@@ -256,7 +237,7 @@ class Forwarder(threading.Thread):
         return "failed"
 
     def _caught_up(self, seg: Segment, end: int) -> None:
-        if self._spool.clear_backlog(seg, end):
+        if self._spool.caught_up(seg, end):
             log.info("spool handed over to the producer; publishing directly again")
 
     def _forward(
@@ -275,9 +256,8 @@ class Forwarder(threading.Thread):
         for seq in delivered:
             self._spool.mark_done(seg, seq)
         seg.log.flush()
-        self._spool.record_drained(len(delivered))
+        self._ledger.drained(len(delivered))
         self.forwarded += len(delivered)
-        if len(delivered) != len(todo):
-            self._spool.keep_backlog()  # re-sent first; new events queue behind them
-            return False
-        return True
+        all_delivered = len(delivered) == len(todo)
+        self._ledger.forwarded(all_delivered)
+        return all_delivered

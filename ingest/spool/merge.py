@@ -1,4 +1,4 @@
-"""Forward heads: the ingress processes' spool backlogs merged by arrival time.
+"""The cross-worker merge: the ingress processes' spool backlogs reach Kafka by arrival time.
 
 Each worker process spools into its own segment and forwards it itself. After a broker
 outage every worker holds a backlog covering the whole outage; forwarded one after the
@@ -9,15 +9,25 @@ So each forwarder publishes its *head*, the arrival time of its oldest event not
 forwarded, in ``<spool_dir>/heads/<process>``, and forwards only events that arrived no
 later than the other processes' oldest head plus ``slack_ms``. The process holding the
 oldest event may always forward it, so the merge always progresses. A head file not
-rewritten for ``stale_s`` (a dead or stuck process) is ignored, then deleted.
+rewritten for ``stale_s`` (a dead or stuck process) is ignored, then deleted. A process
+held back for ``MAX_HOLD_S`` in a row stops waiting and forwards its own until it has
+caught up (``Merge``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
+
+log = logging.getLogger("ingest.forwarder")
+
+# Waiting for other processes' older events ends after this long (one stuck process
+# must not hold every other one's spool back): forwarding goes on out of merge order.
+MAX_HOLD_S = 5.0
 
 _WIDTH = 20  # a head is written in place, fixed width: "-" (no backlog) or milliseconds
 _NONE = b"-".ljust(_WIDTH)
@@ -73,3 +83,44 @@ class Heads:
             os.close(self._fd)
         with contextlib.suppress(OSError):
             os.unlink(self.directory / self.name)
+
+
+class Merge:
+    """The gate one forwarder's pass applies, and how long the gate has held it back."""
+
+    def __init__(self, heads: Heads | None) -> None:
+        self.heads = heads
+        self._held_since: float | None = None  # waiting for other processes' older events
+        self._unmerged = False  # waited MAX_HOLD_S: forward without the gate until caught up
+
+    def gate(self, now: float) -> int | None:
+        """Latest spool time to forward now, from the other processes' heads."""
+        if self.heads is None or self._unmerged:
+            return None
+        gate = self.heads.gate_ms()
+        if gate is None or self._held_since is None or now - self._held_since < MAX_HOLD_S:
+            return gate
+        log.warning(
+            "another ingress process has not forwarded its older spooled events for "
+            f"{MAX_HOLD_S:.0f} s; forwarding this process's own without waiting for them"
+        )
+        self._held_since = None
+        self._unmerged = True
+        return None
+
+    def held(self, blocked: bool) -> None:
+        """A segment's pass ended: ``blocked`` if the gate stopped it with nothing to send."""
+        if blocked:
+            if self._held_since is None:
+                self._held_since = time.monotonic()
+        else:
+            self._held_since = None
+
+    def caught_up(self) -> None:
+        """This process's own segment is drained: merge again from now on."""
+        self._unmerged = False
+
+    def publish(self, heads_ms: Iterable[int | None]) -> None:
+        """This process's head: the oldest of its segments' heads."""
+        if self.heads is not None:
+            self.heads.publish(min((h for h in heads_ms if h is not None), default=None))

@@ -19,7 +19,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from groupwatch.contracts import Settings
 from groupwatch.contracts.catalog import error_category
 from groupwatch.contracts.keys import group_key, make_event_id
-from groupwatch.contracts.records import ExceptionEvent, SendEvent, decode, encode
+from groupwatch.contracts.records import EventKind, ExceptionEvent, SendEvent, decode, encode
+from stream.batch import apply_batch
+from stream.effects import Effects
+from stream.state import PartitionState
 from tests.processes import settings_env
 
 APP = "1400000001"
@@ -73,6 +76,60 @@ def send(
         event_time_ms=t,
         received_at_ms=t,
     )
+
+
+# --- the worker's in-memory path without Kafka (``stream.batch.apply_batch``) ------------
+IN_TOPIC = {EventKind.EXCEPTION: "in.exceptions", EventKind.SEND: "in.sends"}
+TICKS_TOPIC = "in.ticks"
+# (kind, offset, event) or (kind, offset, raw value, raw key)
+Input = tuple[EventKind, int, Any] | tuple[EventKind, int, bytes | None, bytes | None]
+
+
+def run_batch(
+    state: PartitionState,
+    records: Iterable[Input],
+    now_ms: int,
+    *,
+    tick: bool = False,
+    unread: dict[EventKind, bool] | None = None,
+) -> Effects:
+    """One fetched batch of partition ``state.p`` through the worker's code: records
+    encoded as on the topics, decoded, stepped, a tick after them (when ``tick``,
+    ``unread`` as the worker's positions would say), the ``Effects`` finished."""
+    fetched: list[tuple[str, int, int, bytes | None, bytes | None]] = []
+    for rec in records:
+        if len(rec) == 3:
+            kind, offset, ev = rec
+            key: bytes | None = group_key(ev.sdkappid, ev.group_id).encode()
+            value: bytes | None = encode(ev)
+        else:
+            kind, offset, value, key = rec  # type: ignore[misc]
+        fetched.append((IN_TOPIC[kind], state.p, offset, value, key))
+    if tick:
+        fetched.append((TICKS_TOPIC, state.p, 0, str(now_ms).encode(), None))
+    applied = apply_batch(
+        fetched,
+        exceptions=IN_TOPIC[EventKind.EXCEPTION],
+        ticks=TICKS_TOPIC,
+        now_ms=now_ms,
+        state_for=lambda p: state,
+        positions={},
+        skips=lambda topic, p, offset, done: False,
+        unread=lambda p: unread or {},
+    )
+    return applied.effects.get(state.p) or state.finish(state.begin())
+
+
+def step1(state: PartitionState, kind: EventKind, offset: int, ev: Any, now_ms: int) -> Effects:
+    """One record as a batch of one."""
+    return run_batch(state, [(kind, offset, ev)], now_ms)
+
+
+def tick(
+    state: PartitionState, now_ms: int, unread: dict[EventKind, bool] | None = None
+) -> Effects:
+    """A batch holding only a tick."""
+    return run_batch(state, [], now_ms, tick=True, unread=unread)
 
 
 def produce(

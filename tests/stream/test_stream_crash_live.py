@@ -33,7 +33,7 @@ from streamkit import T0, Worker, exc, metric, read_topic, send
 from groupwatch.admin.topics import create_topics
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.keys import group_key
-from groupwatch.contracts.records import encode
+from groupwatch.contracts.records import EventKind, encode
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -64,7 +64,7 @@ def _feed(settings: Settings, topics: Topics, records: list[Any], stop: threadin
             "enable.idempotence": True,
         }
     )
-    names = {"e": topics.exceptions, "s": topics.sends}
+    names = {EventKind.EXCEPTION: topics.exceptions, EventKind.SEND: topics.sends}
     began = time.monotonic()
     for i, (kind, ev) in enumerate(records):
         if stop.is_set():

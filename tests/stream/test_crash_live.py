@@ -31,7 +31,7 @@ from confluent_kafka import Producer
 from groupwatch.admin.topics import create_topics
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.keys import group_key
-from groupwatch.contracts.records import encode
+from groupwatch.contracts.records import EventKind, encode
 from tests.stream.crashmodel import compare, expected_finals, generate, read_input
 from tests.support.metrics import metric
 from tests.support.stream import T0, Worker, exc, read_topic, send
@@ -65,7 +65,7 @@ def _feed(settings: Settings, topics: Topics, records: list[Any], stop: threadin
             "enable.idempotence": True,
         }
     )
-    names = {"e": topics.exceptions, "s": topics.sends}
+    names = {EventKind.EXCEPTION: topics.exceptions, EventKind.SEND: topics.sends}
     began = time.monotonic()
     for i, (kind, ev) in enumerate(records):
         if stop.is_set():

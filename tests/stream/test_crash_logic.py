@@ -1,12 +1,15 @@
-"""SIGKILL-exact finals at the logic level: the worker's begin/step/finish sequence over a
-simulated changelog, crashed at random points, against the reference model.
+"""SIGKILL-exact finals at the logic level: the worker's batch sequence over a simulated
+changelog, crashed at random points, against the reference model.
 
-This drives ``PartitionState`` and ``Batch`` exactly as ``StreamWorker.handle_batch`` does
-(outputs acknowledged, then key writes, meta, deletions to one changelog partition) and
-models what survives a SIGKILL: the outputs acknowledged so far, a prefix of the
-changelog writes handed to the producer, and the input offsets committed (a commit
-flushes the producer first). A restart rebuilds the state from the surviving changelog
-and reads both input topics again from the committed offsets, in a new interleaving.
+Each fetched batch goes through the worker's own code, ``stream.batch.apply_batch`` (the
+records as bytes on the input topics, replay skip, decode, step, a tick after the records,
+``PartitionState.begin``/``finish``), and is carried out in ``StreamWorker.handle_batch``'s
+order (outputs acknowledged, then ``Effects.changelog``: key writes, meta, deletions to one
+changelog partition). The test models what survives a SIGKILL: the outputs acknowledged
+so far, a prefix of the changelog writes handed to the producer, and the input offsets
+committed (a commit flushes the producer first). A restart rebuilds the state from the
+surviving changelog and reads both input topics again from the committed offsets, in a
+new interleaving.
 Also modelled: a rebalance inside one process (state reloaded from the local store) and
 the batch drain's seek back to the committed offsets with the state kept.
 """
@@ -21,11 +24,17 @@ import msgspec
 import pytest
 
 from groupwatch.contracts import Settings
+from groupwatch.contracts.keys import group_key
+from groupwatch.contracts.records import EventKind, encode
 from stream.app import config_from_settings
-from stream.batch import Batch
+from stream.batch import apply_batch
 from stream.state import PartitionState
 from tests.stream.crashmodel import compare, expected_finals, generate
 from tests.support.stream import T0, exc, send
+
+E, S = EventKind.EXCEPTION, EventKind.SEND
+TOPIC = {E: "in.exceptions", S: "in.sends"}
+TICKS = "in.ticks"
 
 SETTINGS = Settings(partitions=1, window_seconds=60, grace_seconds=30, update_interval_seconds=1)
 
@@ -34,11 +43,15 @@ class World:
     """One partition's input topics, its changelog and its output topic."""
 
     def __init__(self, exceptions: list[Any], sends: list[Any]) -> None:
-        self.inputs = {"e": exceptions, "s": sends}
+        # the input topics as stored: (value, key) per offset
+        self.inputs = {
+            kind: [(encode(ev), group_key(ev.sdkappid, ev.group_id).encode()) for ev in evs]
+            for kind, evs in ((E, exceptions), (S, sends))
+        }
         self.durable: list[tuple[str, bytes | None]] = []  # changelog that survives
         self.pending: list[tuple[str, bytes | None]] = []  # handed to the producer
         self.local: dict[str, bytes] = {}  # the worker's local store (all writes)
-        self.committed = {"e": 0, "s": 0}  # next offset to read
+        self.committed = {E: 0, S: 0}  # next offset to read
         self.outputs: list[tuple[str, dict[str, Any]]] = []
         # the worker's wall clock: after every event time, as when replaying stored input
         # (stream time is capped at min(received_at, wall clock) + max_future)
@@ -55,7 +68,7 @@ class World:
 
 
 def _load(table: dict[str, bytes]) -> PartitionState:
-    state = PartitionState(0, config_from_settings(SETTINGS), seen={"e": True, "s": True})
+    state = PartitionState(0, config_from_settings(SETTINGS), seen={E: True, S: True})
     for key, value in table.items():
         state.load(key, value)
     state.finish_load()
@@ -72,13 +85,13 @@ def _run(world: World, rng: random.Random, *, crash: bool) -> None:
     while budget > 0:
         budget -= 1
         # one fetched batch: runs of either topic, each topic in offset order
-        records: list[tuple[str, int, Any]] = []
+        records: list[tuple[str, int, int, bytes | None, bytes | None]] = []
         for _ in range(rng.randint(1, 4)):
-            kind = rng.choice("es")
+            kind = rng.choice([E, S])
             n = rng.choice([1, 3, 20, 100, 400])
             src = world.inputs[kind]
             for off in range(pos[kind], min(pos[kind] + n, len(src))):
-                records.append((kind, off, src[off]))
+                records.append((TOPIC[kind], 0, off, *src[off]))
             pos[kind] = min(pos[kind] + n, len(src))
         if not records:
             if all(pos[k] >= len(world.inputs[k]) for k in pos):
@@ -86,17 +99,22 @@ def _run(world: World, rng: random.Random, *, crash: bool) -> None:
                     break
                 return
             continue
-        fx = state.begin()
-        for kind, off, ev in records:
-            if rng.random() < 0.01:
-                world.now += 1000
-                # the idle close sees what is still unread, as the worker's positions say
-                unread = {k: pos[k] < len(world.inputs[k]) for k in pos}
-                state.tick(world.now, fx, unread)
-            state.step(fx, kind, off, ev, "topic", world.now)  # type: ignore[arg-type]
-        batch = Batch()
-        batch.merge(state.finish(fx))
-        outs = batch.outputs
+        if rng.random() < 0.5:  # ticks fetched with the batch (applied after its records)
+            world.now += 1000 * rng.randint(1, 5)
+            at = rng.randint(0, len(records))
+            records.insert(at, (TICKS, 0, 0, str(world.now).encode(), None))
+        fx = apply_batch(
+            records,
+            exceptions=TOPIC[E],
+            ticks=TICKS,
+            now_ms=world.now,
+            state_for=lambda p, state=state: state,
+            positions={},
+            skips=lambda topic, p, offset, done: False,
+            # the idle close sees what is still unread, as the worker's positions say
+            unread=lambda p, pos=pos: {k: pos[k] < len(world.inputs[k]) for k in pos},
+        ).effects[0]
+        outs = fx.outputs
         if crash and budget == 0:  # killed while the outputs were sent
             cut = rng.randint(0, len(outs))
             world.outputs += [(o.key, msgspec.json.decode(o.value)) for o in outs[:cut]]
@@ -106,10 +124,7 @@ def _run(world: World, rng: random.Random, *, crash: bool) -> None:
         world.outputs += [
             (o.key, msgspec.json.decode(o.value)) for o in outs if o.topic == "failure_windows"
         ]
-        entries: list[tuple[str, bytes | None]] = list(batch.key_writes())
-        if batch.meta is not None:
-            entries.append(batch.meta)
-        entries += [(k, None) for k in batch.key_deletes()]
+        entries = fx.changelog()
         for key, value in entries:
             if value is None:
                 world.local.pop(key, None)
@@ -138,17 +153,17 @@ def _run(world: World, rng: random.Random, *, crash: bool) -> None:
 def test_finals_exact_whatever_the_crash_points(seed: int) -> None:
     rng = random.Random(seed)
     plan = generate(seed, 1500, T0, 400, groups=12)
-    seeds = [("e", exc("zz-seed", 10002, T0 - 60_000)), ("s", send("zz-seed", T0 - 60_000))]
+    seeds = [(E, exc("zz-seed", 10002, T0 - 60_000)), (S, send("zz-seed", T0 - 60_000))]
     records = (
         seeds
         + plan.records
         + [
-            ("e", exc("zz-end", 10002, plan.t_end + 3_600_000)),
-            ("s", send("zz-end", plan.t_end + 3_600_000)),
+            (E, exc("zz-end", 10002, plan.t_end + 3_600_000)),
+            (S, send("zz-end", plan.t_end + 3_600_000)),
         ]
     )
-    exceptions = [ev for k, ev in records if k == "e"]
-    sends = [ev for k, ev in records if k == "s"]
+    exceptions = [ev for k, ev in records if k is E]
+    sends = [ev for k, ev in records if k is S]
     world = World(exceptions, sends)
     for _ in range(rng.randint(2, 12)):
         _run(world, rng, crash=True)

@@ -9,12 +9,16 @@ import msgspec
 import pytest
 
 from groupwatch.contracts.keys import group_key
-from groupwatch.contracts.records import DlqRecord, encode
+from groupwatch.contracts.records import DlqRecord, EventKind, encode
 from stream import guard
 from stream.alerts import AlertRules
-from stream.state import Config, Effects, Output, PartitionState
+from stream.effects import Effects, Outcome, Output
+from stream.state import Config, PartitionState
 from stream.windows import WindowSpec
+from tests.stream.inmemory import IN_TOPIC, run_batch, step1, tick
 from tests.support.stream import exc, send
+
+EXC, SND = EventKind.EXCEPTION, EventKind.SEND
 
 T = 1_700_000_040_000  # a multiple of 60 s
 S = 1000
@@ -38,71 +42,71 @@ def finals(fx: Effects) -> list[dict[str, object]]:
 
 # --- idle close ----------------------------------------------------------------------
 def test_idle_close_waits_for_end_grace_and_allowance() -> None:
-    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
-    st.apply("e", 0, exc("g", 10004, T + 10 * S), "t", T + 10 * S)
+    st = PartitionState(0, cfg(), seen={EXC: True, SND: False})
+    step1(st, EXC, 0, exc("g", 10004, T + 10 * S), T + 10 * S)
     close = T + 90 * S  # end + grace of the window
-    assert st.tick(close + A - 1).windows_closed == 0
-    fx = st.tick(close + A)
+    assert tick(st, close + A - 1).windows_closed == 0
+    fx = tick(st, close + A)
     assert fx.windows_closed == 1 and [f["failures"] for f in finals(fx)] == [1]
 
 
 def test_idle_close_never_while_input_is_unread() -> None:
-    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
-    st.apply("e", 0, exc("g", 10004, T), "t", T)
+    st = PartitionState(0, cfg(), seen={EXC: True, SND: False})
+    step1(st, EXC, 0, exc("g", 10004, T), T)
     late_wall = T + 10 * 60 * S
-    assert st.tick(late_wall, unread={"e": True, "s": False}).windows_closed == 0
-    assert st.tick(late_wall + S, unread={"e": False, "s": False}).windows_closed == 1
+    assert tick(st, late_wall, unread={EXC: True, SND: False}).windows_closed == 0
+    assert tick(st, late_wall + S, unread={EXC: False, SND: False}).windows_closed == 1
 
 
 def test_idle_close_needs_quiet_for_the_allowance() -> None:
-    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
-    st.apply("e", 0, exc("g", 10004, T), "t", T)
+    st = PartitionState(0, cfg(), seen={EXC: True, SND: False})
+    step1(st, EXC, 0, exc("g", 10004, T), T)
     # a record (of another window) read 10 s ago: not idle yet, whatever the wall clock
-    st.apply("e", 1, exc("h", 10004, T + 200 * S), "t", T + 300 * S)
-    assert st.tick(T + 310 * S).windows_closed == 0
-    assert st.tick(T + 330 * S).windows_closed == 1  # W0; W at T+180 s closes at 300 s+A
+    step1(st, EXC, 1, exc("h", 10004, T + 200 * S), T + 300 * S)
+    assert tick(st, T + 310 * S).windows_closed == 0
+    assert tick(st, T + 330 * S).windows_closed == 1  # W0; W at T+180 s closes at 300 s+A
 
 
 def test_a_quiet_sends_topic_does_not_hold_windows_back_forever() -> None:
     """Sends got one record long ago; exceptions flow on time: windows still close."""
-    st = PartitionState(0, cfg(), seen={"e": True, "s": True})
-    st.apply("s", 0, send("g", T), "t", T)
+    st = PartitionState(0, cfg(), seen={EXC: True, SND: True})
+    step1(st, SND, 0, send("g", T), T)
     closed = 0
     for i in range(1, 400):  # one exception per second, event time = wall clock
         now = T + i * S
-        st.apply("e", i, exc("g", 10004, now, sender=f"u{i}"), "t", now)
-        closed += st.tick(now + 500, unread={"e": False, "s": False}).windows_closed
+        step1(st, EXC, i, exc("g", 10004, now, sender=f"u{i}"), now)
+        closed += tick(st, now + 500, unread={EXC: False, SND: False}).windows_closed
     # watermark = min(exceptions' stream time, max(sends' stream time, now - A)): every
     # window whose end + grace + A passed is closed (6 full minutes of them)
     assert closed == 5
-    assert st.tick(T + 400 * S).windows_closed == 0  # W5 closes at T+360+90+30 s
+    assert tick(st, T + 400 * S).windows_closed == 0  # W5 closes at T+360+90+30 s
 
 
 def test_sends_unread_holds_the_watermark() -> None:
-    st = PartitionState(0, cfg(), seen={"e": True, "s": True})
-    st.apply("s", 0, send("g", T), "t", T)
+    st = PartitionState(0, cfg(), seen={EXC: True, SND: True})
+    step1(st, SND, 0, send("g", T), T)
     for i in range(1, 200):
-        st.apply("e", i, exc("g", 10004, T + i * S), "t", T + i * S)
-    assert st.tick(T + 400 * S, unread={"e": False, "s": True}).windows_closed == 0
+        step1(st, EXC, i, exc("g", 10004, T + i * S), T + i * S)
+    assert tick(st, T + 400 * S, unread={EXC: False, SND: True}).windows_closed == 0
 
 
 def test_idle_close_is_off_at_zero() -> None:
-    st = PartitionState(0, cfg(idle_close_ms=0), seen={"e": True, "s": False})
-    st.apply("e", 0, exc("g", 10004, T), "t", T)
-    assert st.tick(T + 10**7).windows_closed == 0
+    st = PartitionState(0, cfg(idle_close_ms=0), seen={EXC: True, SND: False})
+    step1(st, EXC, 0, exc("g", 10004, T), T)
+    assert tick(st, T + 10**7).windows_closed == 0
 
 
 def test_an_event_for_a_window_that_never_opened_is_counted_after_an_idle_close() -> None:
-    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
-    st.apply("e", 0, exc("g", 10004, T + 5 * 60 * S), "t", T + 5 * 60 * S)
-    assert st.tick(T + 20 * 60 * S).windows_closed == 1
+    st = PartitionState(0, cfg(), seen={EXC: True, SND: False})
+    step1(st, EXC, 0, exc("g", 10004, T + 5 * 60 * S), T + 5 * 60 * S)
+    assert tick(st, T + 20 * 60 * S).windows_closed == 1
     # a straggler 14 minutes old, for a window before the closed one: late
-    fx = st.apply("e", 1, exc("g", 10004, T), "t", T + 20 * 60 * S)
-    assert fx.late == 1
+    fx = step1(st, EXC, 1, exc("g", 10004, T), T + 20 * 60 * S)
+    assert fx.total(Outcome.LATE) == 1
     # one for a window after the closed one: counted, closed by the next idle tick
-    fx = st.apply("e", 2, exc("g", 10004, T + 10 * 60 * S), "t", T + 20 * 60 * S)
-    assert fx.counted == 1
-    assert st.tick(T + 21 * 60 * S).windows_closed == 1
+    fx = step1(st, EXC, 2, exc("g", 10004, T + 10 * 60 * S), T + 20 * 60 * S)
+    assert fx.total(Outcome.COUNTED) == 1
+    assert tick(st, T + 21 * 60 * S).windows_closed == 1
 
 
 # --- the capped clock ----------------------------------------------------------------
@@ -112,26 +116,26 @@ def _at(ev: object, received: int) -> object:
 
 def test_events_ten_minutes_ahead_never_make_on_time_events_late() -> None:
     """60 callbacks dated +10 min, then 15 minutes of on-time traffic, event time = wall."""
-    st = PartitionState(0, cfg(max_future_ms=5_000), seen={"e": True, "s": False})
+    st = PartitionState(0, cfg(max_future_ms=5_000), seen={EXC: True, SND: False})
     ahead = 10 * 60 * S
     offset = 0
     outputs: list[Output] = []
     for i in range(60):
         ev = _at(exc(f"f{i}", 10004, T + ahead + i * 100), T)
-        fx = st.apply("e", offset, ev, "t", T)  # type: ignore[arg-type]
-        assert fx.counted == 1
+        fx = step1(st, EXC, offset, ev, T)  # type: ignore[arg-type]
+        assert fx.total(Outcome.COUNTED) == 1
         offset += 1
-        assert st.clock.stream_time["e"] is not None and st.clock.stream_time["e"] <= T + 5_000
+        assert st.clock.stream_time[EXC] is not None and st.clock.stream_time[EXC] <= T + 5_000
     expected: Counter[int] = Counter()
     late = 0
     for k in range(1, 15 * 60):  # one on-time callback per second for 15 minutes
         now = T + k * S
-        fx = st.apply("e", offset, exc("live", 10004, now, sender=f"u{k}"), "t", now)
+        fx = step1(st, EXC, offset, exc("live", 10004, now, sender=f"u{k}"), now)
         offset += 1
-        late += fx.late
+        late += fx.total(Outcome.LATE)
         expected[SPEC.start(now)] += 1
         outputs.extend(fx.outputs)
-        assert st.clock.stream_time["e"] <= now + 5_000  # type: ignore[operator]
+        assert st.clock.stream_time[EXC] <= now + 5_000  # type: ignore[operator]
     assert late == 0
     all_finals = finals(Effects(outputs=outputs))
     live = {f["window_start_ms"]: f["failures"] for f in all_finals if f["group_id"] == "live"}
@@ -142,10 +146,10 @@ def test_events_ten_minutes_ahead_never_make_on_time_events_late() -> None:
 
 
 def test_the_cap_follows_the_worker_clock_when_received_at_is_ahead_too() -> None:
-    st = PartitionState(0, cfg(max_future_ms=5_000), seen={"e": True, "s": False})
+    st = PartitionState(0, cfg(max_future_ms=5_000), seen={EXC: True, SND: False})
     ev = exc("g", 10004, T + 600 * S)  # received_at = event time (forged by a producer)
-    st.apply("e", 0, ev, "t", T)
-    assert st.clock.stream_time["e"] == T + 5_000
+    step1(st, EXC, 0, ev, T)
+    assert st.clock.stream_time[EXC] == T + 5_000
 
 
 # --- rejects ---------------------------------------------------------------------------
@@ -181,20 +185,20 @@ def _with(**fields: object) -> bytes:
 def test_guard_rejects_what_cannot_be_applied(value: bytes, words: str) -> None:
     key = _good()[0]
     with pytest.raises(guard.Reject, match=words.replace("(", r"\(")):
-        guard.decode("e", key, value)
+        guard.decode(EXC, key, value)
 
 
 def test_guard_rejects_missing_or_foreign_keys_and_accepts_good_records() -> None:
     key, value = _good()
-    assert guard.decode("e", key, value).group_id == "g"
+    assert guard.decode(EXC, key, value).group_id == "g"
     with pytest.raises(guard.Reject, match="no key"):
-        guard.decode("e", None, value)
+        guard.decode(EXC, None, value)
     with pytest.raises(guard.Reject, match="key"):
-        guard.decode("e", b"1400000001:other", value)
+        guard.decode(EXC, b"1400000001:other", value)
     with pytest.raises(guard.Reject, match="no value"):
-        guard.decode("e", key, None)
+        guard.decode(EXC, key, None)
     with pytest.raises(guard.Reject, match="SendEvent"):
-        guard.decode("s", key, b"{}")
+        guard.decode(SND, key, b"{}")
 
 
 def test_dlq_record_keeps_the_exact_bytes() -> None:
@@ -210,12 +214,24 @@ def test_dlq_record_keeps_the_exact_bytes() -> None:
 
 
 def test_a_reject_is_acknowledged_before_its_offset_counts_as_done() -> None:
-    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
-    fx = st.begin()
-    dlq = Output("dlq", "k", b"{}")
-    st.reject(fx, "e", 3, dlq, T)
-    st.finish(fx)
-    assert fx.outputs == [dlq] and fx.rejected == 1 and fx.meta is not None
+    st = PartitionState(0, cfg(), seen={EXC: True, SND: False})
+    key, value = _good()
+    fx = run_batch(st, [(EXC, 3, b"not json", key)], T)
+    dlq = Output(
+        "dlq",
+        guard.dlq_key(IN_TOPIC[EXC], 0, 3),
+        guard.dlq_record(
+            "not valid UTF-8 JSON: JSON is malformed: invalid character (byte 4)",
+            None,
+            topic=IN_TOPIC[EXC],
+            partition=0,
+            offset=3,
+            key=key,
+            value=b"not json",
+            now_ms=T,
+        ),
+    )
+    assert fx.outputs == [dlq] and fx.total(Outcome.REJECTED) == 1 and fx.meta is not None
     assert b'"e":3' in fx.meta[1]
-    again = st.begin()
-    assert st.is_replay(again, "e", 3) and again.replayed == 1
+    again = run_batch(st, [(EXC, 3, value, key)], T)
+    assert again.total(Outcome.REPLAYED) == 1 and again.total(Outcome.COUNTED) == 0

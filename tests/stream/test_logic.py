@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from groupwatch.contracts.records import EventKind
 from stream import alerts, dedup
 from stream.alerts import AlertRules, Baseline
-from stream.batch import Batch
+from stream.effects import Effects, Outcome
 from stream.state import Config, PartitionState
+from stream.step import step
 from stream.windows import StreamClock, WindowSpec
+from tests.stream.inmemory import run_batch, step1, tick
 from tests.support.stream import exc, send
+
+E, S = EventKind.EXCEPTION, EventKind.SEND
 
 T = 1_700_000_040_000  # a multiple of 60 s
 NOW = 1 << 62  # the worker's wall clock, far after the test data (the clock cap is received_at)
@@ -31,16 +36,19 @@ def test_window_assignment_and_close_time() -> None:
 
 
 def test_clock_lateness_is_per_topic_and_watermark_waits_for_both() -> None:
+    st = PartitionState(0, cfg())
+    step1(st, E, 0, exc("g", 10004, T + 95_000), NOW)
+    assert step1(st, E, 1, exc("g", 10004, T, "x"), NOW).total(Outcome.LATE) == 1
+    # the sends topic has not passed it
+    assert step1(st, S, 0, send("g", T), NOW).total(Outcome.LATE) == 0
     clock = StreamClock()
-    clock.observe("e", T + 95_000)
-    assert clock.is_late(SPEC, "e", T)
-    assert not clock.is_late(SPEC, "s", T)  # the sends topic has not passed it
+    clock.observe(E, T + 95_000)
     assert clock.watermark() == T + 95_000  # sends never seen: does not hold back
-    clock.seen["s"] = True
+    clock.seen[S] = True
     assert clock.watermark() is None  # sends exist but none read yet: wait
-    clock.observe("s", T + 80_000)
+    clock.observe(S, T + 80_000)
     assert clock.closable(SPEC, [T]) == []
-    clock.observe("s", T + 90_000)
+    clock.observe(S, T + 90_000)
     assert clock.closable(SPEC, [T, T + 60_000]) == [T]
 
 
@@ -79,27 +87,27 @@ def test_alert_reasons() -> None:
     assert alerts.reasons(5, 2.0, RULES) == []  # below 3 x baseline
 
 
-def _run(state: PartitionState, events: list, start: int = 0) -> list:
+def _run(state: PartitionState, events: list, start: int = 0) -> list[Effects]:
     out = []
     for i, ev in enumerate(events, start):
-        kind = "e" if ev.callback_command.endswith("Exception") else "s"
-        out.append(state.apply(kind, i, ev, "t", NOW))
+        kind = E if ev.callback_command.endswith("Exception") else S
+        out.append(step1(state, kind, i, ev, NOW))
     return out
 
 
 def test_state_counts_ratio_and_final_on_close() -> None:
-    st = PartitionState(0, cfg(), seen={"e": True, "s": True})
+    st = PartitionState(0, cfg(), seen={E: True, S: True})
     evs = [
         exc("g", 10004, T + 1_000, "a"),
         exc("g", 10004, T + 2_000, "b"),
         exc("g", 10017, T + 3_000, "a"),
     ]
     for i, ev in enumerate(evs):
-        st.apply("e", i, ev, "t", NOW)
+        step1(st, E, i, ev, NOW)
     for i in range(3):
-        st.apply("s", i, send("g", T + 4_000 + i), "t", NOW)
-    st.apply("s", 3, send("g", T + 95_000), "t", NOW)
-    fx = st.apply("e", 3, exc("h", 10002, T + 95_000), "t", NOW)
+        step1(st, S, i, send("g", T + 4_000 + i), NOW)
+    step1(st, S, 3, send("g", T + 95_000), NOW)
+    fx = step1(st, E, 3, exc("h", 10002, T + 95_000), NOW)
     finals = [o for o in fx.outputs if o.topic == "failure_windows"]
     assert len(finals) == 2 and fx.windows_closed == 1
     import msgspec
@@ -116,37 +124,37 @@ def test_state_counts_ratio_and_final_on_close() -> None:
 
 def test_state_replay_after_reload_is_idempotent() -> None:
     events = [exc("g", 10004, T + i * 1_000, f"u{i}") for i in range(10)]
-    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    st = PartitionState(0, cfg(), seen={E: True, S: False})
     stored: dict[str, bytes] = {}
     for i, ev in enumerate(events):
-        fx = st.apply("e", i, ev, "t", NOW)
+        fx = step1(st, E, i, ev, NOW)
         stored.update(fx.writes)
         if i < 5 and fx.meta:
             stored[fx.meta[0]] = fx.meta[1]  # meta stops at offset 4: a crash
-    fresh = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    fresh = PartitionState(0, cfg(), seen={E: True, S: False})
     for key, value in stored.items():
         fresh.load(key, value)
     fresh.finish_load()
     fxs = _run(fresh, events)  # replay everything from offset 0
-    assert sum(f.replayed for f in fxs) == 5
+    assert sum(f.total(Outcome.REPLAYED) for f in fxs) == 5
     agg = fresh.codes[(T, "1400000001", "g", 10004)]
     assert agg.n == 10 and len(agg.senders) == 10
 
 
 def test_late_event_is_reported_not_counted() -> None:
-    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
-    st.apply("e", 0, exc("g", 10004, T), "t", NOW)
-    st.apply("e", 1, exc("g", 10004, T + 95_000), "t", NOW)
-    fx = st.apply("e", 2, exc("g", 10004, T + 10_000, "late"), "t", NOW)
-    assert fx.late == 1 and [o.topic for o in fx.outputs] == ["late_events"]
+    st = PartitionState(0, cfg(), seen={E: True, S: False})
+    step1(st, E, 0, exc("g", 10004, T), NOW)
+    step1(st, E, 1, exc("g", 10004, T + 95_000), NOW)
+    fx = step1(st, E, 2, exc("g", 10004, T + 10_000, "late"), NOW)
+    assert fx.total(Outcome.LATE) == 1 and [o.topic for o in fx.outputs] == ["late_events"]
     assert (T, "1400000001", "g", 10004) not in st.codes  # never reopened
 
 
 def test_idle_close_on_tick() -> None:
-    st = PartitionState(0, cfg(idle_close_ms=5_000), seen={"e": True, "s": False})
-    st.apply("e", 0, exc("g", 10004, T), "t", now_ms=T)
-    assert st.tick(T + 60_000).windows_closed == 0  # end + grace not reached in wall time
-    fx = st.tick(T + 95_000)
+    st = PartitionState(0, cfg(idle_close_ms=5_000), seen={E: True, S: False})
+    step1(st, E, 0, exc("g", 10004, T), now_ms=T)
+    assert tick(st, T + 60_000).windows_closed == 0  # end + grace not reached in wall time
+    fx = tick(st, T + 95_000)
     assert fx.windows_closed == 1 and fx.finals == 1
 
 
@@ -156,29 +164,27 @@ def test_load_rejects_foreign_keys() -> None:
 
 
 def _batched_run(
-    events: list[tuple[str, int, object]],
+    events: list[tuple[EventKind, int, object]],
     size: int,
     store: dict[str, bytes],
     crash_at: tuple[int, int] | None = None,
 ) -> tuple[set[tuple[str, str, bytes]], bool]:
-    """Feed events to a state (loaded from ``store``) in batches, writing like the worker.
+    """Feed events to a state (loaded from ``store``) in batches of ``size`` records
+    through the worker's code (``stream.batch.apply_batch``), writing its changelog in
+    the worker's order (``Effects.changelog``: key writes, meta, deletions).
 
     Returns the acknowledged outputs and whether it "crashed" after write ``crash_at[1]``
     of batch ``crash_at[0]`` (``store`` then holds the changelog up to that point).
     """
-    st = PartitionState(0, cfg(), seen={"e": True, "s": True})
+    st = PartitionState(0, cfg(), seen={E: True, S: True})
     for key, value in store.items():
         st.load(key, value)
     st.finish_load()
     outs: set[tuple[str, str, bytes]] = set()
     for b, i in enumerate(range(0, len(events), size)):
-        batch = Batch()
-        for kind, off, ev in events[i : i + size]:
-            batch.merge(st.apply(kind, off, ev, "t", NOW))  # type: ignore[arg-type]
-        outs.update((o.topic, o.key, o.value) for o in batch.outputs)
-        meta = [batch.meta] if batch.meta else []
-        ops = [*batch.key_writes(), *meta, *((k, None) for k in batch.key_deletes())]
-        for n, (key, value) in enumerate(ops):
+        fx = run_batch(st, events[i : i + size], NOW)
+        outs.update((o.topic, o.key, o.value) for o in fx.outputs)
+        for n, (key, value) in enumerate(fx.changelog()):
             if crash_at == (b, n):
                 return outs, True
             if value is None:
@@ -189,14 +195,14 @@ def _batched_run(
 
 
 def test_batched_writes_survive_a_crash_at_every_write() -> None:
-    evs: list[tuple[str, int, object]] = []
-    offs = {"e": 0, "s": 0}
+    evs: list[tuple[EventKind, int, object]] = []
+    offs = {E: 0, S: 0}
     for i in range(40):
         t = T + i * 7_000
         for kind, ev in (
-            ("e", exc(f"g{i % 3}", 10004 + i % 2, t, f"u{i % 5}")),
-            ("e", exc(f"g{i % 3}", 10004, t, "dup", random=i // 4)),  # dups within 5 min
-            ("s", send(f"g{i % 3}", t)),
+            (E, exc(f"g{i % 3}", 10004 + i % 2, t, f"u{i % 5}")),
+            (E, exc(f"g{i % 3}", 10004, t, "dup", random=i // 4)),  # dups within 5 min
+            (S, send(f"g{i % 3}", t)),
         ):
             evs.append((kind, offs[kind], ev))
             offs[kind] += 1
@@ -227,35 +233,33 @@ def _dedup_keys(keys: object) -> list[str]:
 
 
 def test_dedup_histories_are_stored_per_bucket_once_per_batch() -> None:
-    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
-    fx = st.begin()
+    st = PartitionState(0, cfg(), seen={E: True, S: False})
     evs = [exc("g", 10004, T + i * 100, f"u{i}") for i in range(50)]  # one minute
-    for i, ev in enumerate(evs):
-        st.step(fx, "e", i, ev, "t", NOW)
-    st.finish(fx)
+    fx = run_batch(st, [(E, i, ev) for i, ev in enumerate(evs)], NOW)
     assert _dedup_keys(fx.writes) == [f"0|d|e|{T}|0"]  # one key for 50 event ids
-    assert fx.meta is not None and fx.counted == 50
+    assert fx.meta is not None and fx.total(Outcome.COUNTED) == 50
     # restart from what was stored: a re-sent event (new offset) within 5 min is a duplicate
-    fresh = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    fresh = PartitionState(0, cfg(), seen={E: True, S: False})
     for key, value in [*fx.writes.items(), fx.meta]:
         fresh.load(key, value)
     fresh.finish_load()
-    dup = fresh.apply("e", 50, evs[7], "t", NOW)
-    assert dup.duplicates == 1 and dup.counted == 0 and not _dedup_keys(dup.writes)
+    dup = step1(fresh, E, 50, evs[7], NOW)
+    assert dup.total(Outcome.DUPLICATE) == 1 and dup.total(Outcome.COUNTED) == 0
+    assert not _dedup_keys(dup.writes)
     # far later: windows close, the bucket is deleted once its event times expired
-    later = fresh.apply("e", 51, exc("h", 10004, T + 2 * 3_600_000), "t", NOW)
-    assert f"0|d|e|{T}|0" in later.deletes and (("e", T, 0) not in fresh.dbuckets)
+    later = step1(fresh, E, 51, exc("h", 10004, T + 2 * 3_600_000), NOW)
+    assert f"0|d|e|{T}|0" in later.deletes and ((E, T, 0) not in fresh.dbuckets)
 
 
 def test_dedup_bucket_keeps_occurrences_of_one_id_in_their_own_buckets() -> None:
-    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    st = PartitionState(0, cfg(), seen={E: True, S: False})
     ev = exc("g", 10004, T, "a", random=5)
     again = exc("g", 10004, T + 301_000, "a", random=5)  # same id, after the dedup span
-    fxs = [st.apply("e", 0, ev, "t", NOW), st.apply("e", 1, again, "t", NOW)]
-    assert [f.counted for f in fxs] == [1, 1]
+    fxs = [step1(st, E, 0, ev, NOW), step1(st, E, 1, again, NOW)]
+    assert [f.total(Outcome.COUNTED) for f in fxs] == [1, 1]
     assert _dedup_keys(fxs[0].writes) == [f"0|d|e|{T}|0"]
     assert _dedup_keys(fxs[1].writes) == [f"0|d|e|{T + 300_000}|0"]
-    assert len(st.dedup[("e", ev.event_id)]) == 2
+    assert len(st.dedup[(E, ev.event_id)]) == 2
 
 
 def test_legacy_per_event_dedup_key_is_moved_into_its_bucket() -> None:
@@ -263,26 +267,26 @@ def test_legacy_per_event_dedup_key_is_moved_into_its_bucket() -> None:
 
     ev = exc("g", 10004, T, "a", random=9)
     legacy = orjson.dumps({"k": "e", "id": ev.event_id, "h": [[T, 3]]})
-    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    st = PartitionState(0, cfg(), seen={E: True, S: False})
     st.load(f"0|d|e|{ev.event_id}", legacy)
     st.finish_load()
-    fx = st.apply("e", 4, ev, "t", NOW)  # same id within 5 min of the stored occurrence
-    assert fx.duplicates == 1
+    fx = step1(st, E, 4, ev, NOW)  # same id within 5 min of the stored occurrence
+    assert fx.total(Outcome.DUPLICATE) == 1
     assert _dedup_keys(fx.writes) == [f"0|d|e|{T}|0"]  # bucket written before the meta
     assert fx.deletes == [f"0|d|e|{ev.event_id}"]  # old key deleted after it
 
 
 def test_dedup_bucket_size_is_bounded_by_offsets() -> None:
     # one busy minute: the occurrences are spread over buckets of BUCKET_OFFSETS offsets
-    st = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    st = PartitionState(0, cfg(), seen={E: True, S: False})
     fx = st.begin()
     n = 2 * dedup.BUCKET_OFFSETS + 10
     for i in range(n):
-        st.step(fx, "e", i, exc("g", 10004, T + i % 60_000, f"u{i}"), "t", NOW)
+        step(st, fx, E, i, exc("g", 10004, T + i % 60_000, f"u{i}"), "t", NOW)
     st.finish(fx)
     assert _dedup_keys(fx.writes) == [f"0|d|e|{T}|{c}" for c in range(3)]
     assert max(len(v) for v in st.dbuckets.values()) == dedup.BUCKET_OFFSETS
-    fresh = PartitionState(0, cfg(), seen={"e": True, "s": False})
+    fresh = PartitionState(0, cfg(), seen={E: True, S: False})
     for key, value in [*fx.writes.items(), fx.meta]:
         fresh.load(key, value)  # type: ignore[arg-type]
     fresh.finish_load()

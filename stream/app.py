@@ -26,9 +26,9 @@ from groupwatch.contracts.records import EventKind
 from stream import faust_compat, keys
 from stream import metrics as m
 from stream.alerts import AlertRules
-from stream.batch import apply_batch
+from stream.batch import Record, apply_batch
 from stream.effects import Effects, Output
-from stream.faust_compat import Record, install_batch_drain
+from stream.faust_compat import install_batch_drain
 from stream.setup import ticks_topic
 from stream.state import Config, PartitionState
 from stream.windows import WindowSpec

@@ -43,6 +43,7 @@ from importlib import metadata
 from typing import Any, Final, Literal
 
 from stream import metrics as m
+from stream.batch import Record
 from stream.setup import StreamSetupError
 
 # The exact versions the internals below were read from (pinned in pyproject.toml and
@@ -53,7 +54,6 @@ BUILT_FOR: Final = {
     "mode-streaming": "0.7.1",
 }
 
-Record = tuple[str, int, int, bytes, bytes | None]  # topic, partition, offset, value, key
 # returns the (topic, partition)s whose records it refused: sought back, not acknowledged
 Handler = Callable[[list[Record]], Awaitable[Collection[tuple[str, int]] | None]]
 

@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import duckdb
 
-from analytics.apply import INSERT_EXCEPTIONS_UNIQUE
 from analytics.batch import exceptions_table
 from analytics.db import open_writer
 from analytics.migrations import migrate
+from bench.analytics.oneshot import INSERT_EXCEPTIONS_UNIQUE
 from groupwatch.admin.topics import admin_client, create_topics
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.catalog import error_category

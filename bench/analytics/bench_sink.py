@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import duckdb
 
 from analytics.batch import exceptions_table
+from analytics.commands import sink_process_tuning
 from analytics.db import open_writer
 from analytics.migrations import migrate
 from bench.analytics.oneshot import INSERT_EXCEPTIONS_UNIQUE
@@ -119,7 +120,8 @@ def run_sink(
     """
     sink = importlib.import_module(sink_module).Sink(settings, serve=False, snapshots=False)
     started, cpu_started = time.time(), time.process_time()
-    sink.run(until=lambda: sink.stats.total_rows >= n)  # closes consumer and database
+    with sink_process_tuning():  # as ``groupwatch sink`` runs it
+        sink.run(until=lambda: sink.stats.total_rows >= n)  # closes consumer and database
     finished, cpu = time.time(), time.process_time() - cpu_started
     first_at, first_seconds, _, _ = sink.stats._recent[0]
     first = first_at - first_seconds  # when the first batch's transaction began

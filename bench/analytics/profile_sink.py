@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench_sink import make_events, produce_all
 
+from analytics.commands import sink_process_tuning
 from groupwatch.admin.topics import create_topics
 from groupwatch.contracts import Settings, Topics
 
@@ -55,7 +56,8 @@ def main() -> None:
             settings, serve=False, snapshots=False
         )
         started, cpu_started = time.time(), time.process_time()
-        sink.run(until=lambda: sink.stats.total_rows >= n)
+        with sink_process_tuning():  # as ``groupwatch sink`` runs it
+            sink.run(until=lambda: sink.stats.total_rows >= n)
         wall, cpu = time.time() - started, time.process_time() - cpu_started
     print(
         f"{args.sink_module}: {n / wall:,.0f} rows/s incl. group join, "

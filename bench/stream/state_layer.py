@@ -40,8 +40,9 @@ def main() -> None:
 
     from groupwatch.contracts import Settings
     from groupwatch.contracts.records import ExceptionEvent, SendEvent, decode, encode
-    from stream.app import GC_THRESHOLDS, config_from_settings
+    from stream.app import config_from_settings
     from stream.batch import Batch
+    from stream.commands import GC_THRESHOLDS
     from stream.state import PartitionState
 
     e, s = generate(args.events)

@@ -30,7 +30,7 @@ from analytics.db import open_read_only, open_writer
 from analytics.migrations import migrate
 from analytics.report import ReportParams, build_report, report_queries
 from analytics.report_view import print_report
-from analytics.served import run_select
+from bench.analytics.guarded_select import run_select
 
 GENERATE = """
 INSERT INTO exceptions

@@ -103,8 +103,8 @@ def _run(con: duckdb.DuckDBPyConnection, name: str, table: object, sql: str) -> 
     con.unregister(name)
 
 
-_EXCEPTIONS = tables.EXCEPTIONS.staged
-_SENDS = tables.SEND_IDS.staged
+_EXCEPTIONS = tables.EXCEPTIONS.registered
+_SENDS = tables.SEND_IDS.registered
 _NAMES = (*(stage.registered for stage in tables.STAGES.values()), NEW_SENDS)
 
 
@@ -138,7 +138,7 @@ def apply_batch(
 
 # (batch table, registered name, statement) written by one script, in this order
 _SCRIPTED = tuple(
-    (t.stage, t.staged, sql)
+    (t.stage, t.registered, sql)
     for t, sql in (
         (tables.FAILURE_WINDOWS, UPSERT_WINDOWS),
         (tables.ALERTS, UPSERT_ALERTS),

@@ -90,11 +90,11 @@ def timestamp(name: str, source: str, *, not_null: bool = False) -> Column:
     return Column(name, "TIMESTAMPTZ", TS, source, not_null)
 
 
+# One row per ExceptionEvent (every field)
 EXCEPTIONS = Table(
     "exceptions",
     record=ExceptionEvent,
     stage="exceptions",
-    doc="one row per ExceptionEvent (every field)",
     columns=(
         varchar("event_id", not_null=True),
         varchar("sdkappid", not_null=True),
@@ -121,11 +121,11 @@ EXCEPTIONS = Table(
     rule=FirstWins(),
 )
 
+# The sends counted (ids older than the retention are forgotten)
 SEND_IDS = Table(
     "send_ids",
     record=SendEvent,
     stage="sends",
-    doc="the sends counted (ids older than the retention are forgotten)",
     columns=(
         varchar("event_id", not_null=True),
         timestamp("event_time", "event_time_ms", not_null=True),
@@ -134,11 +134,11 @@ SEND_IDS = Table(
     rule=FirstWins(),
 )
 
+# Successful sends per group and minute
 SENDS_MINUTELY = Table(
     "sends_minutely",
     record=SendEvent,
     stage="sends",
-    doc="successful sends per group and minute",
     columns=(
         varchar("sdkappid", not_null=True),
         varchar("group_id", not_null=True),
@@ -149,11 +149,11 @@ SENDS_MINUTELY = Table(
     rule=CountOnce("sends", once_by=SEND_IDS),
 )
 
+# The newest state of each stream window
 FAILURE_WINDOWS = Table(
     "failure_windows",
     record=FailureWindow,
     stage="windows",
-    doc="the newest state of each stream window",
     columns=(
         varchar("sdkappid", not_null=True),
         varchar("group_id", not_null=True),
@@ -180,11 +180,11 @@ FAILURE_WINDOWS = Table(
     rule=GreatestWins(("final", "failures", "updated_at_ms")),
 )
 
+# The newest raise of each alert
 ALERTS = Table(
     "alerts",
     record=Alert,
     stage="alerts",
-    doc="the newest raise of each alert",
     columns=(
         varchar("sdkappid", not_null=True),
         varchar("group_id", not_null=True),
@@ -211,9 +211,9 @@ ALERTS = Table(
     rule=GreatestWins(("raised_at_ms", "failures")),
 )
 
+# The next offset to read per partition, committed with the rows
 KAFKA_OFFSETS = Table(
     "kafka_offsets",
-    doc="the next offset to read per partition, committed with the rows",
     columns=(
         Column("topic", "VARCHAR", not_null=True),
         Column("partition", "INTEGER", not_null=True),
@@ -224,11 +224,11 @@ KAFKA_OFFSETS = Table(
     rule=KeepGreatest("next_offset"),
 )
 
+# Records the sink cannot store, with the error and the raw bytes
 SINK_REJECTS = Table(
     "sink_rejects",
     record=None,  # analytics.batch.Reject
     stage="rejects",
-    doc="records the sink cannot store, with the error and the raw bytes",
     columns=(
         varchar("topic", not_null=True),
         integer("partition", not_null=True),

@@ -24,6 +24,8 @@ from typing import Any, cast
 import msgspec
 import pyarrow as pa
 
+from groupwatch.contracts.records import RECORD_TYPES
+
 # Column names that are SQL keywords, quoted wherever SQL names them (``offset`` is
 # reserved in DuckDB; ``partition`` is a keyword of window clauses)
 QUOTED = frozenset({"offset", "partition"})
@@ -122,7 +124,6 @@ class Table:
     rule: Rule
     record: type[Any] | None = None
     stage: str | None = None
-    doc: str = ""
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -131,7 +132,7 @@ class Table:
         raise KeyError(f"{self.name} has no column {name!r}")
 
     @property
-    def staged(self) -> str:
+    def registered(self) -> str:
         """The name the batch table is registered under."""
         if self.stage is None:
             raise ValueError(f"{self.name} is not written from a batch table")
@@ -163,7 +164,7 @@ def _list(names: Sequence[str]) -> str:
 
 def _first_per_key(table: Table, key: Sequence[str]) -> str:
     k = _list(key)
-    return f"SELECT DISTINCT ON ({k}) * FROM {table.staged} ORDER BY {k}, seq"
+    return f"SELECT DISTINCT ON ({k}) * FROM {table.registered} ORDER BY {k}, seq"
 
 
 def insert_sql(
@@ -178,7 +179,7 @@ def insert_sql(
         source = f"(\n    {_first_per_key(table, table.key)}\n)"
         sql = f"INSERT INTO {table.name} ({cols})\nSELECT {select} FROM {source}"
     else:
-        sql = f"INSERT INTO {table.name} ({cols})\nSELECT {select} FROM {table.staged}"
+        sql = f"INSERT INTO {table.name} ({cols})\nSELECT {select} FROM {table.registered}"
     if on_conflict:
         sql += " ON CONFLICT DO NOTHING" if deduplicate else "\nON CONFLICT DO NOTHING"
     if returning_key:
@@ -217,7 +218,7 @@ def upsert_sql(table: Table, *, returning_key: bool = False) -> str:
         source = (
             "VALUES {rows}"
             if table.stage is None
-            else f"SELECT {', '.join(x.select for x in table.columns)} FROM {table.staged}"
+            else f"SELECT {', '.join(x.select for x in table.columns)} FROM {table.registered}"
         )
         return (
             f"INSERT INTO {table.name} ({cols})\n{source}\n"
@@ -235,7 +236,7 @@ def upsert_sql(table: Table, *, returning_key: bool = False) -> str:
         order = ", ".join(f"{ident(n)} DESC" for n in rule.order)
         return (
             f"INSERT INTO {table.name} ({cols})\n"
-            f"SELECT {select} FROM {table.staged}\n"
+            f"SELECT {select} FROM {table.registered}\n"
             "QUALIFY row_number() OVER (\n"
             f"    PARTITION BY {_list(table.key)}\n"
             f"    ORDER BY {order}, seq DESC\n"
@@ -394,8 +395,6 @@ def problems(
     None. Keys and the columns a rule compares are NOT NULL.
     """
     if record_types is None:
-        from groupwatch.contracts.records import RECORD_TYPES
-
         record_types = list(RECORD_TYPES.values())
     out: list[str] = []
     stored: dict[type[Any], set[str]] = {}

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install test test-fast lint format run stop kafka topics schemas clean \
-	bench-ingest bench-stream bench-analytics docker-images compose-test
+	bench bench-table bench-ingest bench-stream bench-analytics docker-images compose-test
 
 install: $(STAMP)
 
@@ -30,6 +30,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/groupwatch schemas
+	$(BIN)/python -m bench table --check
 
 format: install
 	$(BIN)/ruff format .
@@ -51,17 +52,25 @@ kafka: install
 topics: install
 	$(BIN)/groupwatch topics create
 
-## Benchmarks (results in docs/PERFORMANCE*.md; need a broker: `make kafka`).
+## Benchmarks (docs/PERFORMANCE.md; most need a broker: `make kafka`, KAFKA_BOOTSTRAP_SERVERS).
+## `make bench` lists them; `make bench NAME=stream ARGS="--rounds 3 --baseline-ref main"`.
+bench: install
+	$(BIN)/python -m bench $(if $(NAME),$(NAME) $(ARGS),--list)
+
+## Regenerate the table in docs/PERFORMANCE.md from bench/results/*.json.
+bench-table: install
+	$(BIN)/python -m bench table --write
+
 bench-ingest: install
-	$(BIN)/python bench/ingest/run_bench.py
+	$(BIN)/python -m bench ingest $(ARGS)
 
 bench-stream: install
-	$(BIN)/python bench/stream/bench_stream.py
+	$(BIN)/python -m bench stream $(ARGS)
 
 bench-analytics: install
-	$(BIN)/python bench/analytics/bench_sink.py
-	$(BIN)/python bench/analytics/bench_report.py
-	$(BIN)/python bench/analytics/bench_served.py
+	$(BIN)/python -m bench sink $(ARGS)
+	$(BIN)/python -m bench served $(ARGS)
+	$(BIN)/python -m bench report $(ARGS)
 
 ## Local images without a registry (debootstrap base), then the compose proof.
 docker-images:

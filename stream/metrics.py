@@ -80,3 +80,9 @@ LAG = Gauge(
     ["topic", "partition"],
     registry=REGISTRY,
 )
+DRAINED_BATCHES = Counter(
+    "groupwatch_stream_drained_batches",
+    "Fetched batches of input records handed whole to the worker by the batch drain"
+    " (stream/faust_compat.py, the fast path; Faust's per-record agent path is refused).",
+    registry=REGISTRY,
+)

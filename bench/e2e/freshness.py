@@ -1,47 +1,40 @@
-"""Freshness: time from a callback's POST to its window's final row being visible in DuckDB.
+"""``freshness``: time from a callback's POST to its window's final row in DuckDB.
 
-Starts ingress, one stream worker and the sink as separate processes (short windows),
-sends simulated exception and send callbacks at a steady rate with event time = wall time
-(no storm, no late events), records each exception callback's POST wall time under its
-window key, and polls the sink's SQL endpoint for ``final`` rows, noting when each key's
-final first appeared. Latency = first poll that saw the final row - POST time, so it is
-over-stated by up to one poll interval. Also per window: final seen - (end + grace), the
-pipeline's share of the latency (event time = wall time). Only windows that closed by the
-steady traffic itself count (end + grace before the load stopped); the tail windows are
-not measured.
-
-Usage:
-  .venv/bin/python bench/e2e/freshness.py [--window 10] [--grace 5] [--rate 50]
-      [--duration 90] [--poll 0.25] [--out bench/e2e/freshness-results.json]
-With KAFKA_BOOTSTRAP_SERVERS set that broker is used, else a local one is started.
+Starts ingress, one stream worker and the sink of a subject as separate processes (short
+windows), sends simulated exception and send callbacks at a steady rate with event time =
+wall time (no storm, no late events), records each exception callback's POST wall time
+under its window key, and polls the sink's SQL endpoint for ``final`` rows, noting when
+each key's final first appeared. Latency = first poll that saw the final row - POST time
+(over-stated by up to one poll interval). Only windows that the steady traffic itself
+closed (end + grace before the load stopped) count; the tail windows are not measured.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
+import shutil
 import statistics
-import sys
+import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import click
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from groupwatch.simulate.generator import Generator, Planned, SimConfig  # noqa: E402
-from groupwatch.simulate.ledger import Ledger  # noqa: E402
-from groupwatch.simulate.sender import Sender, SendOptions  # noqa: E402
-from groupwatch.simulate.signing import App  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
-from tests.processes import BrokerProcess, StageProcess, clean_env, groupwatch  # noqa: E402
+from bench.harness import Run, Subject, common_options, kafka_option, stop_group, subjects
+from bench.stats import percentile
+from groupwatch.simulate.generator import Generator, Planned, SimConfig
+from groupwatch.simulate.ledger import Ledger
+from groupwatch.simulate.sender import Sender, SendOptions
+from groupwatch.simulate.signing import App
+from tests.conftest import free_port
+from tests.processes import wait_http_ok
 
 APPS = (App("1400000001", "fresh-token-0123456789"),)
+TARGET = "p95 POST -> window's final row in DuckDB <= window + grace + 2 s"
 Key = tuple[str, str, int, int]  # sdkappid, group, code, window start ms
 
 
@@ -65,32 +58,19 @@ class TimedSender(Sender):
         return status
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--window", type=int, default=10)
-    ap.add_argument("--grace", type=int, default=5)
-    ap.add_argument("--rate", type=float, default=50.0)
-    ap.add_argument("--duration", type=float, default=90.0)
-    ap.add_argument("--poll", type=float, default=0.25)
-    ap.add_argument("--groups", type=int, default=30)
-    ap.add_argument("--partitions", type=int, default=3)
-    ap.add_argument("--idle-close", type=int, default=0)
-    ap.add_argument("--out", type=Path)
-    args = ap.parse_args()
-
-    tmp = Path(tempfile.mkdtemp(prefix="gw-fresh-"))
-    prefix = f"gwfresh-{free_port()}"
-    env = clean_env(
+def stage_env(
+    bootstrap: str, tmp: Path, prefix: str, window: int, grace: int, groups_partitions: int
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GROUPWATCH_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         GROUPWATCH_STATE_DIR=str(tmp / "state"),
-        GROUPWATCH_KAFKA_PORT=str(free_port()),
-        GROUPWATCH_KAFKA_CONTROLLER_PORT=str(free_port()),
         GROUPWATCH_TOPIC_PREFIX=prefix,
-        GROUPWATCH_PARTITIONS=str(args.partitions),
+        GROUPWATCH_PARTITIONS=str(groups_partitions),
         GROUPWATCH_DUCKDB_PATH=str(tmp / "gw.duckdb"),
         GROUPWATCH_SNAPSHOT_PATH=str(tmp / "gw-snapshot.duckdb"),
         GROUPWATCH_SDKAPPIDS=APPS[0].sdkappid,
@@ -101,68 +81,58 @@ def main() -> int:
         GROUPWATCH_QUERY_MAX_ROWS="1000000",
         GROUPWATCH_STREAM_APP_ID=f"{prefix}-stream",
         GROUPWATCH_SINK_GROUP_ID=f"{prefix}-sink",
-        GROUPWATCH_WINDOW_SECONDS=str(args.window),
-        GROUPWATCH_GRACE_SECONDS=str(args.grace),
-        GROUPWATCH_IDLE_CLOSE_SECONDS=str(args.idle_close),
+        GROUPWATCH_WINDOW_SECONDS=str(window),
+        GROUPWATCH_GRACE_SECONDS=str(grace),
+        GROUPWATCH_IDLE_CLOSE_SECONDS="0",
     )
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    broker = None
-    if external:
-        env["KAFKA_BOOTSTRAP_SERVERS"] = external
-    else:
-        broker = BrokerProcess(env)
-        broker.start()
+    return env
+
+
+def one_run(
+    subject: Subject, env: dict[str, str], tmp: Path, params: dict[str, Any]
+) -> dict[str, float | None]:
     ingress_url = f"http://127.0.0.1:{env['GROUPWATCH_INGEST_PORT']}"
     sink_url = f"http://127.0.0.1:{env['GROUPWATCH_QUERY_PORT']}"
-    logs = tmp / "logs"
     stages = [
-        StageProcess("ingress", ["ingest"], env, logs / "ingest.log", f"{ingress_url}/readyz"),
-        StageProcess(
-            "stream",
-            ["stream"],
-            env,
-            logs / "stream.log",
-            f"http://127.0.0.1:{env['GROUPWATCH_STREAM_WEB_PORT']}/healthz",
-        ),
-        StageProcess("sink", ["sink"], env, logs / "sink.log", f"{sink_url}/healthz"),
+        ("ingest", f"{ingress_url}/readyz"),
+        ("stream", f"http://127.0.0.1:{env['GROUPWATCH_STREAM_WEB_PORT']}/healthz"),
+        ("sink", f"{sink_url}/healthz"),
     ]
+    subject.run(subject.groupwatch("topics", "create"), env)
+    procs: list[tuple[subprocess.Popen[bytes], Any]] = []
     try:
-        groupwatch(env, "topics", "create")
-        for stage in stages:
-            stage.start()
-        result = measure(args, ingress_url, sink_url)
+        for name, health in stages:
+            log = open(tmp / f"{name}.log", "ab")  # noqa: SIM115
+            procs.append((subject.popen(subject.groupwatch(name), env, log), log))
+            wait_http_ok(health, 120, lambda n=name: f"({subject.name} {n})")
+        return measure(params, ingress_url, sink_url)
     finally:
-        for stage in reversed(stages):
-            stage.stop()
-        if broker is not None:
-            broker.stop()
-    result["load_average"] = os.getloadavg()
-    result["logs"] = str(logs)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+        for proc, log in reversed(procs):
+            stop_group(proc, 60)
+            log.close()
 
 
-def measure(args: argparse.Namespace, ingress_url: str, sink_url: str) -> dict[str, Any]:
-    window_ms = args.window * 1000
+def measure(p: dict[str, Any], ingress_url: str, sink_url: str) -> dict[str, float | None]:
+    window_ms = p["window"] * 1000
     config = SimConfig(
         apps=APPS,
         event_time_start_ms=int(time.time() * 1000),
-        step_ms=1000.0 / args.rate,
+        step_ms=1000.0 / p["rate"],
         seed=5,
-        groups=args.groups,
-        window_seconds=args.window,
-        grace_seconds=args.grace,
+        groups=p["groups"],
+        window_seconds=p["window"],
+        grace_seconds=p["grace"],
         dup_rate=0.0,
         late_rate=0.0,
         other_rate=0.0,
         storm_start=None,
     )
-    ledger = Ledger(args.window, args.grace)
-    options = SendOptions(url=f"{ingress_url}/callback", connections=4, rate=args.rate)
-    sender = TimedSender(options, ledger, window_ms)
+    ledger = Ledger(p["window"], p["grace"])
+    sender = TimedSender(
+        SendOptions(url=f"{ingress_url}/callback", connections=4, rate=p["rate"]),
+        ledger,
+        window_ms,
+    )
     seen: dict[Key, float] = {}
     stop_polling = threading.Event()
 
@@ -171,67 +141,126 @@ def measure(args: argparse.Namespace, ingress_url: str, sink_url: str) -> dict[s
             "SELECT sdkappid, group_id, error_code, epoch_ms(window_start) AS ws "
             "FROM failure_windows WHERE final"
         )
+        http = requests.Session()
         while not stop_polling.is_set():
             try:
-                resp = requests.post(f"{sink_url}/query", json={"sql": sql}, timeout=10)
+                resp = http.post(f"{sink_url}/query", json={"sql": sql}, timeout=10)
                 now = time.time()
                 for row in resp.json()["rows"]:
                     seen.setdefault((row[0], row[1], int(row[2]), int(row[3])), now)
             except (requests.RequestException, ValueError, KeyError):
                 pass
-            stop_polling.wait(args.poll)
+            stop_polling.wait(p["poll"])
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
-    started = time.time()
-    sender.run(Generator(config), deadline=time.monotonic() + args.duration)
+    sender.run(Generator(config), deadline=time.monotonic() + p["duration"])
     stopped = time.time()
-    # Windows that the steady traffic itself closed: end + grace before the load stopped
-    # (event time = wall time), with one window of margin for the jitter.
-    closed_by_traffic_ms = int(stopped * 1000) - (args.grace + args.window) * 1000
+    closed_by_traffic_ms = int(stopped * 1000) - (p["grace"] + p["window"]) * 1000
     measured = [
         (key, posted)
         for key, posted in sender.posts
-        if key[3] + window_ms + args.grace * 1000 <= closed_by_traffic_ms
+        if key[3] + window_ms + p["grace"] * 1000 <= closed_by_traffic_ms
     ]
     deadline = time.monotonic() + 60
     while any(key not in seen for key, _ in measured) and time.monotonic() < deadline:
         time.sleep(0.5)
     stop_polling.set()
     poller.join(15)
-    missing = sum(1 for key, _ in measured if key not in seen)
     latencies = [seen[key] - posted for key, posted in measured if key in seen]
-    bound = args.window + args.grace + 2
-    # Per window: when its final appeared after the earliest moment it could close
-    # (end + grace on the wall clock, event time being wall time): the pipeline's share.
     after_close = [
-        seen[key] - (key[3] + window_ms + args.grace * 1000) / 1000
+        seen[key] - (key[3] + window_ms + p["grace"] * 1000) / 1000
         for key in {k for k, _ in measured}
         if key in seen
     ]
-    p95 = percentile(latencies, 0.95) if latencies else float("nan")
     return {
-        "window_s": args.window,
-        "grace_s": args.grace,
-        "rate": args.rate,
-        "duration_s": round(stopped - started, 1),
-        "poll_s": args.poll,
-        "idle_close_s": args.idle_close,
-        "exception_callbacks_measured": len(latencies),
-        "windows_measured": len({k for k, _ in measured}),
-        "without_final_after_60s": missing,
-        "p50_s": round(statistics.median(latencies), 2) if latencies else None,
-        "p95_s": round(p95, 2),
-        "max_s": round(max(latencies), 2) if latencies else None,
-        "bound_s": bound,
-        "final_after_close_p50_s": round(statistics.median(after_close), 2)
-        if after_close
-        else None,
-        "final_after_close_p95_s": round(percentile(after_close, 0.95), 2) if after_close else None,
-        "met": bool(latencies) and p95 <= bound and missing == 0,
-        "totals": ledger.to_dict()["totals"],
+        "p50_s": statistics.median(latencies) if latencies else None,
+        "p95_s": percentile(latencies, 0.95) if latencies else None,
+        "max_s": max(latencies) if latencies else None,
+        "final_after_close_p95_s": percentile(after_close, 0.95) if after_close else None,
+        "callbacks_measured": float(len(latencies)),
+        "windows_measured": float(len({k for k, _ in measured})),
+        "without_final_after_60s": float(sum(1 for key, _ in measured if key not in seen)),
     }
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+@click.command("freshness", short_help="POST -> final row in DuckDB latency, whole stack.")
+@common_options
+@kafka_option
+@click.option(
+    "--seconds",
+    "duration",
+    type=click.FloatRange(10),
+    default=90.0,
+    show_default=True,
+    help="Load time per round.",
+)
+@click.option("--window", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--grace", type=click.IntRange(0), default=5, show_default=True)
+@click.option(
+    "--rate", type=click.FloatRange(1), default=50.0, show_default=True, help="Callbacks/s."
+)
+@click.option("--poll", type=click.FloatRange(0.05), default=0.25, show_default=True)
+@click.option("--groups", type=click.IntRange(1), default=30, show_default=True)
+def command(
+    rounds: int,
+    baseline_ref: str | None,
+    output: Path | None,
+    bootstrap: str,
+    duration: float,
+    window: int,
+    grace: int,
+    rate: float,
+    poll: float,
+    groups: int,
+) -> None:
+    """Per round and subject, under a fresh topic prefix: `groupwatch ingest`, `stream`
+    and `sink` of that subject, simulated callbacks at --rate for --seconds, and the
+    latency from each exception callback's POST to its window's final row."""
+    params = {
+        "seconds": duration,
+        "duration": duration,
+        "window": window,
+        "grace": grace,
+        "rate": rate,
+        "poll": poll,
+        "groups": groups,
+        "rounds": rounds,
+        "bound_s": window + grace + 2,
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="gw-bench-fresh-"))
+    try:
+        with subjects(baseline_ref) as checkouts:
+            run = Run(
+                "freshness",
+                "Freshness: POST -> the window's final row visible in DuckDB, ingress + "
+                "stream + sink as processes",
+                TARGET,
+                {k: v for k, v in params.items() if k != "duration"},
+                checkouts,
+            )
+            for r in range(rounds):
+                for s in run.order(r):
+                    d = tmp / f"{s.name}-{r}"
+                    d.mkdir(parents=True)
+                    env = stage_env(bootstrap, d, f"gwfresh-{free_port()}", window, grace, 3)
+                    run.record(r, s.name, one_run(s, env, d, params))
+            run.finish(output, lambda m: summarize(m, params["bound_s"]), "p95_s")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def summarize(
+    medians: dict[str, dict[str, float | None]], bound: float
+) -> tuple[dict[str, Any], str]:
+    cur = medians["current"]
+
+    def s(key: str, m: dict[str, float | None] = cur) -> str:
+        value = m.get(key)
+        return "—" if value is None else f"{value:.1f}"
+
+    text = f"p95 {s('p95_s')} s (bound {bound:.0f} s), p50 {s('p50_s')} s, max {s('max_s')} s"
+    if "baseline" in medians:
+        text += f"; baseline p95 {s('p95_s', medians['baseline'])} s"
+    p95 = cur.get("p95_s")
+    return {"bound_s": bound, "met": p95 is not None and p95 <= bound}, text

@@ -226,6 +226,12 @@ def test_duplicates_counted_in_metric(run: dict[str, Any]) -> None:
     assert metric(run["metrics"], "groupwatch_stream_finals_total") >= len(EXPECTED_FINALS)
 
 
+def test_records_arrive_through_the_fast_batch_drain(run: dict[str, Any]) -> None:
+    """The batch drain (stream/faust_compat.py) handed the records over, not Faust's agent."""
+    assert metric(run["metrics"], "groupwatch_stream_drained_batches_total") > 0
+    assert "reached the Faust agent" not in run["log"]
+
+
 def test_spike_fires_one_alert_noise_none(run: dict[str, Any]) -> None:
     got = sorted(
         (v["group_id"], (v["window_start_ms"] - T0) // W, v["reason"]) for _, v in run["alerts"]

@@ -1,0 +1,1 @@
+"""Analytics benchmarks: sink throughput, batch latency under queries, the report."""

@@ -1,0 +1,1 @@
+"""Platform benchmark: the local broker's start-up."""

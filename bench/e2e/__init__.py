@@ -1,0 +1,1 @@
+"""Whole-stack benchmarks: freshness (POST to final row in DuckDB)."""

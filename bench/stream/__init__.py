@@ -1,0 +1,1 @@
+"""Stream benchmarks: catch-up throughput and lag under ingress load."""

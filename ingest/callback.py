@@ -23,11 +23,11 @@ from groupwatch.contracts import (
 )
 from ingest import metrics
 from ingest.auth import Authenticator
+from ingest.envelope import Envelope
 from ingest.errors import Rejected, SpoolFull
 from ingest.logs import RateLimitedLog
 from ingest.normalize import CallbackContext, normalize_exception, normalize_send, parse_body
 from ingest.publisher import Publisher
-from ingest.spool import Envelope
 
 log = logging.getLogger("ingest.callback")
 _lost_log = RateLimitedLog(log, "DLQ record lost")

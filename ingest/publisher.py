@@ -1,17 +1,20 @@
 """Durable publishing: 200 only after the broker acked the record or the spool fsynced it.
 
-One confluent-kafka producer per process, created lazily in the process that uses it
-(so after a pre-fork server forks), with a poll thread for delivery reports. A request
-waits for its own report up to ``publish_timeout_ms``; past that, or on a failure or a
-full local queue, the record is spooled. A record spooled while still inside the
-producer is tracked: if its report later says delivered, the forwarder skips it, so it
-is in Kafka once, not twice.
+One producer per process (``ingest.producer``), created lazily in the process that uses
+it (so after a pre-fork server forks). A request waits for its own report up to
+``publish_timeout_ms``; past that, or on a failure or a full local queue, the record is
+spooled. A record spooled while still inside the producer goes ``FLYING`` in the
+spool's ledger: if its report later says delivered, the forwarder skips it, so it is in
+Kafka once, not twice.
 
 Once anything is spooled, new events are spooled behind it without waiting for acks
-(``Spool.backlog``) until the forwarder has handed the whole spool to the producer. So
-Kafka receives each process's events in the order they arrived, and events held in the
-spool through a broker outage are not overtaken by newer ones: the stream counts them in
-their windows instead of finding them late.
+(the ledger's backlog) until the forwarder has handed the whole spool to the producer.
+So Kafka receives each process's events in the order they arrived, and events held in
+the spool through a broker outage are not overtaken by newer ones: the stream counts
+them in their windows instead of finding them late.
+
+Calls go one way: the publisher drives the producer, the spool writer (and its ledger)
+and the forwarder; the forwarder hands records to the producer's ``send``.
 """
 
 from __future__ import annotations
@@ -21,19 +24,22 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message
 
-from groupwatch.contracts import COMMAND_HEADER, Settings
+from groupwatch.contracts import Settings
 from ingest import metrics
+from ingest.envelope import Envelope
 from ingest.errors import SpoolFull
-from ingest.forwarder import Forwarder
-from ingest.heads import Heads
 from ingest.logs import RateLimitedLog
-from ingest.spool import Envelope, Spool, SpoolError, Ticket
+from ingest.producer import KafkaProducer, Outbox, new_producer, producer_config
+from ingest.spool.forwarder import Forwarder
+from ingest.spool.ledger import Attempt, InFlight, Ledger, Ticket
+from ingest.spool.log import SpoolError
+from ingest.spool.merge import Heads
+from ingest.spool.writer import Spool
 
 log = logging.getLogger("ingest.publisher")
 # One line per 503 would cost without bound while the spool is full: rate-limited.
@@ -52,96 +58,35 @@ def _after_fork() -> None:
 
 os.register_at_fork(after_in_child=_after_fork)
 
-
-def producer_config(settings: Settings) -> dict[str, Any]:
-    """Idempotent, acks=all, small linger; reports decided well inside the 2 s budget."""
-    return {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 2,
-        "message.timeout.ms": min(settings.publish_timeout_ms + 500, 1900),
-        "request.timeout.ms": min(settings.publish_timeout_ms + 500, 1900),
-        "socket.connection.setup.timeout.ms": 1000,
-        "socket.nagle.disable": True,
-        "reconnect.backoff.ms": 100,
-        "reconnect.backoff.max.ms": 1000,
-        "queue.buffering.max.messages": 200_000,
-        "compression.type": "none",
-        "client.id": f"groupwatch-ingest-{os.getpid()}",
-        "error_cb": _log_client_error,
-        "logger": _kafka_log,
-        "log.connection.close": False,
-    }
-
-
-_ERROR_LOG_INTERVAL_S = 10.0
-
-
-class _RateLimit(logging.Filter):
-    """Lets one librdkafka log line per facility through every 10 s (outages are loud)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._last: dict[str, float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        now = time.monotonic()
-        args = record.args
-        key = str(args[0] if isinstance(args, tuple) and args else record.msg)
-        if now - self._last.get(key, -1e9) < _ERROR_LOG_INTERVAL_S:
-            return False
-        self._last[key] = now
-        return True
-
-
-_kafka_log = logging.getLogger("ingest.kafka")
-_kafka_log.addFilter(_RateLimit())
-_error_log_times: dict[str, float] = {}
-
-
-def _log_client_error(err: KafkaError) -> None:
-    """Client errors (broker down, ...) logged at most once per 10 s per kind."""
-    now = time.monotonic()
-    kind = str(err.name())
-    if not err.fatal() and now - _error_log_times.get(kind, -1e9) < _ERROR_LOG_INTERVAL_S:
-        return
-    _error_log_times[kind] = now
-    level = logging.ERROR if err.fatal() else logging.WARNING
-    log.log(level, "kafka client error", extra={"kafka_error": err.str(), "code": kind})
-
-
-class _Pending:
-    """One request's record inside the producer."""
-
-    __slots__ = ("decided", "delivered", "done", "ticket")
-
-    def __init__(self) -> None:
-        # Held until the delivery report arrives: a bare lock is the cheapest wait.
-        self.done = threading.Lock()
-        self.done.acquire()
-        self.decided = False
-        self.delivered = False
-        self.ticket: Ticket | None = None
+_DELIVERED, _WAITING = InFlight.DELIVERED, InFlight.WAITING
 
 
 class Publisher:
-    """Per-process producer + spool + forwarder, started on first use in each process."""
+    """Per-process producer + spool + forwarder, started on first use in each process.
 
-    def __init__(self, settings: Settings) -> None:
+    ``make_producer`` builds the producer from its configuration (a test passes a
+    scripted one); with ``forward_thread=False`` the forwarder is not started as a
+    thread and its owner steps it (``forwarder.step()``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        make_producer: Callable[[dict[str, Any]], KafkaProducer] = new_producer,
+        forward_thread: bool = True,
+    ) -> None:
         self._settings = settings
         self._timeout = settings.publish_timeout_ms / 1000
+        self._make_producer = make_producer
+        self._forward_thread = forward_thread
         self._pid: int | None = None
         self._start_lock = threading.Lock()
-        self._lock = threading.Lock()
-        self._producer: Producer | None = None
+        self._outbox: Outbox | None = None
         self._spool: Spool | None = None
-        self._forwarder: Forwarder | None = None
+        self._ledger: Ledger | None = None
+        self.forwarder: Forwarder | None = None
         self._heads: Heads | None = None
-        self._poller: threading.Thread | None = None
-        self._running = threading.Event()
-        # Requests whose delivery report ran, woken only once the poll call has returned.
-        self._reported: deque[_Pending] = deque()
 
     # --- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -149,38 +94,36 @@ class Publisher:
         with self._start_lock:
             if self._pid == os.getpid():
                 return
-            self._producer = Producer(producer_config(self._settings))
+            producer = self._make_producer(producer_config(self._settings))
+            self._outbox = Outbox(producer, self._flush_metrics, metrics.FLUSH_INTERVAL_S)
             self._spool = Spool(self._settings.spool_path, self._settings.spool_max_bytes)
             self._spool.open()
-            self._running.set()
-            self._poller = threading.Thread(target=self._poll, name="kafka-poll", daemon=True)
-            self._poller.start()
+            self._ledger = self._spool.ledger
+            self._outbox.start()
             self._heads = Heads(self._settings.spool_path)
-            self._forwarder = Forwarder(self._spool, self._send_forwarded, heads=self._heads)
-            self._forwarder.start()
+            self.forwarder = Forwarder(self._spool, self._outbox.send, heads=self._heads)
+            if self._forward_thread:
+                self.forwarder.start()
             self._pid = os.getpid()
             log.info("publisher started", extra={"spool_dir": str(self._settings.spool_path)})
 
-    def _ensure(self) -> tuple[Producer, Spool]:
+    def _ensure(self) -> tuple[Outbox, Spool, Ledger]:
         if self._pid != _this_pid:
             self.start()
-        assert self._producer is not None and self._spool is not None
-        return self._producer, self._spool
+        assert self._outbox is not None and self._spool is not None and self._ledger is not None
+        return self._outbox, self._spool, self._ledger
 
     def close(self, timeout: float = 10.0) -> None:
         """Graceful stop: forwarder, then producer flush, then the spool."""
         if self._pid != os.getpid():
             return
-        if self._forwarder is not None:
-            self._forwarder.stop(timeout)
-        if self._producer is not None:
-            remaining = self._producer.flush(timeout)
-            self._wake_reported()
+        if self.forwarder is not None:
+            self.forwarder.stop(timeout)
+        if self._outbox is not None:
+            remaining = self._outbox.flush(timeout)
             if remaining:
                 log.warning("producer closed with undelivered records", extra={"count": remaining})
-        self._running.clear()
-        if self._poller is not None:
-            self._poller.join(2)
+            self._outbox.stop()
         self._flush_metrics()
         if self._spool is not None:
             self._spool.close()
@@ -189,86 +132,47 @@ class Publisher:
         self._pid = None
         log.info("publisher closed")
 
-    def _poll(self) -> None:
-        """Serve delivery reports; every FLUSH_INTERVAL_S fold the metrics (not per report)."""
-        next_flush = 0.0
-        while self._running.is_set():
-            producer = self._producer
-            if producer is not None:
-                producer.poll(0.1)
-                self._wake_reported()
-            now = time.monotonic()
-            if now >= next_flush:
-                next_flush = now + metrics.FLUSH_INTERVAL_S
-                self._flush_metrics()
-
-    def _wake_reported(self) -> None:
-        """Release every request whose report the last poll served (see ``publish``)."""
-        reported = self._reported
-        while reported:
-            try:
-                pending = reported.popleft()
-            except IndexError:
-                return
-            pending.done.release()
-
     def _flush_metrics(self) -> None:
         metrics.flush()
         if self._spool is not None:
             metrics.SPOOL_RECORDS.set(self._spool.pending_records)
 
-    # --- producing -----------------------------------------------------------------
-    def _produce(self, producer: Producer, env: Envelope, on_delivery: Callable[..., None]) -> None:
-        headers: list[tuple[str, str | bytes | None]] | None = (
-            [(COMMAND_HEADER, env.command.encode())] if env.command else None
-        )
-        producer.produce(
-            env.topic,
-            value=env.value,
-            key=env.key,
-            timestamp=env.timestamp_ms,
-            headers=headers,
-            on_delivery=on_delivery,
-        )
-
+    # --- publishing ----------------------------------------------------------------
     def _spooling_starts(self, why: str) -> None:
         log.warning("%s; spooling until the spool is handed to the producer", why)
 
     def publish(self, env: Envelope) -> Outcome:
         """Store one record durably. Raises ``SpoolFull`` (503) when nothing can keep it."""
-        producer, spool = self._ensure()
+        outbox, spool, ledger = self._ensure()
         started = time.perf_counter()
-        if spool.backlog:  # behind spooled events: keep the arrival order
+        if ledger.backlog:  # behind spooled events: keep the arrival order
             return self._finish(spool, env, None, started)
-        pending = _Pending()
+        attempt = Attempt()
+        reported = outbox.reported
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             ok = err is None
-            with self._lock:
-                pending.decided, pending.delivered = True, ok
-                ticket = pending.ticket
+            ticket = ledger.reported(attempt, ok)
             if ticket is not None:
                 spool.resolve(ticket, ok)
             # Not released here: confluent-kafka takes and drops the GIL around every
             # report, so a request woken mid-batch would fight the poll thread for the
             # GIL. The poll loop wakes the whole batch once poll() has returned.
-            self._reported.append(pending)
+            reported.append(attempt.done)
 
         try:
-            self._produce(producer, env, on_delivery)
+            outbox.produce(env, on_delivery)
         except (BufferError, KafkaException) as exc:
-            if not spool.backlog:
+            if not ledger.backlog:
                 self._spooling_starts(f"produce refused ({exc})")
             return self._finish(spool, env, None, started)
-        pending.done.acquire(timeout=self._timeout)
+        attempt.done.acquire(timeout=self._timeout)
         ticket: Ticket | None = None
-        with self._lock:
-            delivered = pending.decided and pending.delivered
-            starts_backlog = not delivered and not spool.backlog
-            if not pending.decided:
-                # Still inside the producer: spool it, and let the report decide later.
-                ticket = pending.ticket = spool.reserve()
-        if delivered:
+        starts_backlog = not ledger.backlog
+        if attempt.state is _WAITING:
+            # Still inside the producer: spool it, and let the report decide later.
+            ticket = spool.reserve(attempt)
+        if attempt.state is _DELIVERED:  # in time, or just before the reservation
             metrics.observe_publish("delivered", time.perf_counter() - started)
             return "delivered"
         if starts_backlog:  # logged outside the lock the delivery reports take
@@ -305,44 +209,22 @@ class Publisher:
         metrics.SPOOL_BYTES.set(spool.total_bytes())
         return "spooled"
 
-    def _send_forwarded(self, env: Envelope, on_result: Callable[[bool], None]) -> None:
-        producer = self._producer
-        assert producer is not None
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            on_result(err is None)
-
-        for _ in range(50):
-            try:
-                self._produce(producer, env, on_delivery)
-                return
-            except BufferError:
-                producer.poll(0.1)
-                self._wake_reported()
-            except KafkaException:
-                break
-        on_result(False)
-
     # --- health --------------------------------------------------------------------
     def broker_reachable(self, timeout: float = 0.5) -> bool:
-        producer, _ = self._ensure()
-        try:
-            producer.list_topics(timeout=timeout)
-        except KafkaException:
-            return False
-        return True
+        outbox, _, _ = self._ensure()
+        return outbox.reachable(timeout)
 
     def spool_writable(self) -> bool:
-        _, spool = self._ensure()
+        _, spool, _ = self._ensure()
         # room for one more event of the largest accepted size
         room = self._settings.max_body_bytes
         return os.access(spool.directory, os.W_OK) and not spool.is_full(room)
 
     def stats(self) -> dict[str, int]:
-        _, spool = self._ensure()
+        _, spool, _ = self._ensure()
         with contextlib.suppress(OSError):
             metrics.SPOOL_BYTES.set(spool.total_bytes())
         return {
             "spool_records": spool.pending_records,
-            "forwarded": self._forwarder.forwarded if self._forwarder else 0,
+            "forwarded": self.forwarder.forwarded if self.forwarder else 0,
         }

@@ -1,20 +1,21 @@
 """Per-key aggregate state of open windows and the FailureWindow records built from it.
 
 Every stored value carries ``off``: the highest source offset already applied to it, so
-an event re-read after a crash changes nothing it already changed.
+an event re-read after a crash changes nothing it already changed. The step
+(``stream.step``) updates them in place; ``stream.codecs`` stores them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
 
 from groupwatch.contracts.catalog import Category
 from groupwatch.contracts.keys import iso_utc
 from groupwatch.contracts.records import FailureWindow
 
 GroupId = tuple[int, str, str]  # (window_start_ms, sdkappid, group_id)
+AppId = tuple[int, str]  # (window_start_ms, sdkappid)
 
 # the same few window bounds and update times are formatted for many records
 _iso = lru_cache(maxsize=1024)(iso_utc)
@@ -42,53 +43,6 @@ class CodeAgg:
     def group(self) -> GroupId:
         return (self.ws, self.app, self.grp)
 
-    def add(
-        self, event_time_ms: int, sender: str | None, group_type: str | None, offset: int
-    ) -> bool:
-        """Count one failure; False (no change) when ``offset`` was already applied."""
-        if offset <= self.off:
-            return False
-        self.n += 1
-        if sender:
-            self.senders.add(sender)
-        if group_type and not self.gt:
-            self.gt = group_type
-        self.first = event_time_ms if self.first is None else min(self.first, event_time_ms)
-        self.last = event_time_ms if self.last is None else max(self.last, event_time_ms)
-        self.off = offset
-        return True
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "ws": self.ws,
-            "app": self.app,
-            "grp": self.grp,
-            "code": self.code,
-            "cat": self.cat,
-            "gt": self.gt,
-            "n": self.n,
-            "snd": sorted(self.senders),
-            "first": self.first,
-            "last": self.last,
-            "off": self.off,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> CodeAgg:
-        return cls(
-            ws=d["ws"],
-            app=d["app"],
-            grp=d["grp"],
-            code=d["code"],
-            cat=d["cat"],
-            gt=d.get("gt"),
-            n=d["n"],
-            senders=set(d["snd"]),
-            first=d.get("first"),
-            last=d.get("last"),
-            off=d["off"],
-        )
-
 
 @dataclass(slots=True)
 class Count:
@@ -96,13 +50,6 @@ class Count:
 
     n: int = 0
     off: int = -1
-
-    def add(self, offset: int) -> bool:
-        if offset <= self.off:
-            return False
-        self.n += 1
-        self.off = offset
-        return True
 
 
 @dataclass(frozen=True)

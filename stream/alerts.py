@@ -34,15 +34,6 @@ class Baseline:
     window_start: int
     before: float | None
 
-    def to_json(self) -> dict[str, object]:
-        return {"ewma": self.ewma, "ws": self.window_start, "before": self.before}
-
-    @classmethod
-    def from_json(cls, data: dict[str, object]) -> Baseline:
-        ewma, ws, before = data["ewma"], data["ws"], data.get("before")
-        assert isinstance(ewma, int | float) and isinstance(ws, int)
-        return cls(float(ewma), ws, None if before is None else float(before))  # type: ignore[arg-type]
-
 
 def baseline_for(b: Baseline | None, window_start: int, size_ms: int, alpha: float) -> float | None:
     """The baseline a window is judged by: previous windows only (None without history)."""

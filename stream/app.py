@@ -1,8 +1,8 @@
 """The Faust app: one agent over both input topics (+ ticks), one plain RocksDB table.
 
-The agent is thin: it reads a batch of records, hands each to its partition's
-``PartitionState``, merges the effects per partition (``stream.batch``) and carries them
-out in order (outputs acknowledged, table writes, meta, deletions). All writes of
+The agent is thin: it reads a batch of records, applies them to their partitions' states
+in memory (``stream.batch``) and carries out each partition's ``Effects`` in order
+(outputs acknowledged, table writes, meta, deletions). All writes of
 partition p go to changelog partition p of the one table, so they are stored in the order
 they were made.
 """
@@ -21,22 +21,16 @@ from faust.types import TP
 from prometheus_client import generate_latest
 
 from groupwatch.contracts import Settings, Topics
-from stream import faust_compat, guard
+from groupwatch.contracts.records import EventKind
+from stream import faust_compat, keys
 from stream import metrics as m
 from stream.alerts import AlertRules
-from stream.batch import Batch
-from stream.faust_compat import Record, install_batch_drain
+from stream.batch import Record, apply_batch
+from stream.effects import Effects, Output
+from stream.faust_compat import install_batch_drain
 from stream.setup import ticks_topic
-from stream.state import (
-    DUPLICATE,
-    LATE,
-    REJECTED,
-    Config,
-    Effects,
-    Output,
-    PartitionState,
-)
-from stream.windows import Kind, WindowSpec
+from stream.state import Config, PartitionState
+from stream.windows import WindowSpec
 
 log = logging.getLogger("groupwatch.stream")
 
@@ -48,7 +42,6 @@ BATCH_WITHIN_S = 0.05
 CHANGELOG_LINGER_MS = 20  # producer linger: produce requests carry many records
 PRODUCER_MAX_BATCH_BYTES = 1 << 20
 COMMIT_EVERY = 200_000  # records; the commit timer (1 s) usually commits first
-OUTCOMES = m.OUTCOMES  # order of Effects.outcomes
 METRICS_TYPE = "text/plain; version=0.0.4"  # aiohttp sets the charset itself
 # a topic-partition whose last fetch response is older than this counts as unread
 # (paused, or the broker is unreachable: its high watermark is not known to be current)
@@ -86,7 +79,7 @@ class StreamWorker:
         *,
         web_port: int,
         worker_dir: Path,
-        seen: dict[int, dict[str, bool]],
+        seen: dict[int, dict[EventKind, bool]],
     ) -> None:
         self.settings = settings
         self.cfg = config_from_settings(settings)
@@ -224,7 +217,7 @@ class StreamWorker:
         state = self.states.get(partition)
         if state is None:
             state = PartitionState(partition, self.cfg, seen=self.seen.get(partition))
-            prefix = f"{partition}|"
+            prefix = keys.prefix(partition)
             for key, value in self.table.items():
                 k = key.decode() if isinstance(key, bytes) else str(key)
                 if k.startswith(prefix):
@@ -243,13 +236,7 @@ class StreamWorker:
             logging.shutdown()
             os._exit(70)
 
-    async def handle(
-        self, topic: str, partition: int, offset: int, value: bytes, key: bytes | None = None
-    ) -> None:
-        """Process one record (a batch of one)."""
-        await self.handle_batch([(topic, partition, offset, value, key)])
-
-    def unread(self, partition: int) -> dict[str, bool]:
+    def unread(self, partition: int) -> dict[EventKind, bool]:
         """Per input kind: whether partition ``partition`` may hold records not yet read.
 
         Nothing is unread when the consumer's fetch position reached the high watermark
@@ -258,12 +245,15 @@ class StreamWorker:
         Called after a batch's records were applied (so every record the consumer
         returned was read).
         """
-        out = {"e": True, "s": True}
+        out = dict.fromkeys(EventKind, True)
         assignment = faust_compat.consumer_assignment(self.app)
         if assignment is None:  # not started or not assigned yet: unknown
             return out
         now = int(time.time() * 1000)
-        for kind, topic in (("e", self.topics.exceptions), ("s", self.topics.sends)):
+        for kind, topic in (
+            (EventKind.EXCEPTION, self.topics.exceptions),
+            (EventKind.SEND, self.topics.sends),
+        ):
             state = faust_compat.fetch_state(assignment, TP(topic, partition))
             if state is None or state.position is None or state.paused:
                 continue
@@ -311,103 +301,27 @@ class StreamWorker:
         """Apply a batch of records in order, then carry out the merged effects.
 
         Per partition, every record is applied to the in-memory state in offset order
-        into one ``Effects``; changed keys and the meta are serialised once at the end
-        (``PartitionState.finish``) and carried out in the same order as per record:
-        acknowledged outputs, key writes, meta, deletions. A record that cannot be
-        applied (``stream.guard``) becomes a DLQ output of the batch. Ticks are applied
-        after the batch's records (updates, idle close).
+        into one ``Effects`` (``stream.batch.apply_batch``), then carried out: acknowledged
+        outputs, key writes, meta, deletions. A record that cannot be applied
+        (``stream.guard``) becomes a DLQ output of the batch. Ticks are applied after the
+        batch's records (updates, idle close).
 
         Returns the input topic-partitions whose records were refused (a run that would
         skip records never applied, ``_skips_input``): they were sought back to the first
         record not applied, and their offsets must not be acknowledged.
         """
-        now = int(time.time() * 1000)
-        effects: dict[int, tuple[PartitionState, Effects]] = {}
-        ticks, exceptions = self.ticks, self.topics.exceptions
-        positions = self.positions
-        ticked: set[int] = set()
-        read = {"e": 0, "s": 0}
-        # records come in runs of one topic-partition: look up per run, not per record
-        run_topic: str | None = None
-        run_partition = -1
-        run_offset = -1
-        is_tick = False
-        kind: Kind = "e"
-        state: PartitionState | None = None
-        fx: Effects | None = None
-        decode = guard.decode
-        refused: dict[tuple[str, int], int] = {}  # input tp -> first offset not applied
-        skip_run = False
-        for topic, partition, offset, value, key in records:
-            if partition != run_partition or topic != run_topic:
-                if run_topic is not None and run_topic != ticks and run_offset >= 0:
-                    positions[(run_topic, run_partition)] = run_offset
-                run_topic, run_partition, run_offset = topic, partition, -1
-                is_tick = topic == ticks
-                kind = "e" if topic == exceptions else "s"
-                entry = effects.get(partition)
-                if entry is None:
-                    state = self._state(partition)
-                    entry = effects[partition] = (state, state.begin())
-                state, fx = entry
-                skip_run = False
-                if not is_tick:
-                    applied = state.offsets[kind]
-                    if (topic, partition) in refused or self._skips_input(
-                        topic, partition, offset, applied
-                    ):
-                        refused.setdefault((topic, partition), applied + 1)
-                        skip_run = True
-            if skip_run:
-                continue
-            assert state is not None and fx is not None
-            if is_tick:
-                ticked.add(partition)
-                continue
-            run_offset = offset
-            read[kind] += 1
-            if state.is_replay(fx, kind, offset):
-                continue
-            counts = fx.outcomes[kind]
-            before = counts[:]
-            try:
-                event = decode(kind, key, value)
-                state.step(fx, kind, offset, event, topic, now)
-            except guard.Reject as rej:
-                self._reject(state, fx, kind, topic, partition, offset, key, value, now, rej)
-            except Exception as exc:
-                log.exception("applying %s[%d]@%d failed", topic, partition, offset)
-                counts[:] = before  # it counts as rejected only
-                why = guard.Reject(f"applying the record failed: {type(exc).__name__}: {exc}")
-                self._reject(state, fx, kind, topic, partition, offset, key, value, now, why)
-        if run_topic is not None and run_topic != ticks and run_offset >= 0:
-            positions[(run_topic, run_partition)] = run_offset
-        for partition in ticked:
-            state, fx = effects[partition]
-            state.tick(now, fx, self.unread(partition))
-        for read_kind, n in read.items():
-            if n:
-                m.READ.labels("exception" if read_kind == "e" else "send").inc(n)
-        batches: dict[int, Batch] = {}
-        outcomes = {"e": [0] * len(OUTCOMES), "s": [0] * len(OUTCOMES)}
-        for partition, (state, fx) in effects.items():
-            batch = batches[partition] = Batch()
-            batch.merge(state.finish(fx))
-            for fx_kind, counts in fx.outcomes.items():
-                for i, n in enumerate(counts):
-                    outcomes[fx_kind][i] += n
-        for fx_kind, counts in outcomes.items():
-            label = "exception" if fx_kind == "e" else "send"
-            for i, outcome in enumerate(OUTCOMES):
-                n = counts[i]
-                if n:
-                    m.RECORDS.labels(label, outcome).inc(n)
-                    if i != REJECTED:
-                        m.EVENTS.labels(label, outcome).inc(n)
-                    if i == DUPLICATE:
-                        m.DUPLICATES.labels(label).inc(n)
-                    elif i == LATE:
-                        m.LATE.labels(label).inc(n)
+        applied = apply_batch(
+            records,
+            exceptions=self.topics.exceptions,
+            ticks=self.ticks,
+            now_ms=int(time.time() * 1000),
+            state_for=self._state,
+            positions=self.positions,
+            skips=self._skips_input,
+            unread=self.unread,
+        )
+        batches, refused = applied.effects, applied.refused
+        m.count_records(applied.read, list(batches.values()))
         outputs = [out for b in batches.values() for out in b.outputs]
         if outputs:
             pending = [await self._send(out) for out in outputs]
@@ -423,41 +337,6 @@ class StreamWorker:
             except Exception:  # no longer assigned: its next owner reads from the commit
                 log.warning("cannot seek back %s", refused, exc_info=True)
         return set(refused) or None
-
-    def _reject(
-        self,
-        state: PartitionState,
-        fx: Effects,
-        kind: Kind,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        now: int,
-        rej: guard.Reject,
-    ) -> None:
-        """Send one record the stream cannot apply to the DLQ (acknowledged with the batch)."""
-        m.INVALID.labels(topic).inc()
-        log.warning(
-            "record %s[%d]@%d rejected to the DLQ: %s",
-            topic,
-            partition,
-            offset,
-            rej.reason[:300],
-        )
-        value_out = guard.dlq_record(
-            rej.reason,
-            rej.field,
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            key=key,
-            value=value,
-            now_ms=now,
-        )
-        out = Output("dlq", guard.dlq_key(topic, partition, offset), value_out)
-        state.reject(fx, kind, offset, out, now)
 
     def _send_now(self) -> None:
         """End the linger of the output topics' open producer batches (sent at once).
@@ -479,17 +358,13 @@ class StreamWorker:
             meta = fut.result()
             cast(Any, self.table.data).set_persisted_offset(meta.topic_partition, meta.offset)
 
-    async def _carry_out(self, partition: int, batch: Batch) -> None:
-        # every entry in order (key writes, meta, deletions): local store, then its
-        # changelog partition. Faust's ``table[key] = value`` goes through its
-        # one-message-at-a-time producer buffer; sending straight to the producer keeps
+    async def _carry_out(self, partition: int, batch: Effects) -> None:
+        # every entry in order (key writes, meta, deletions, ``Effects.changelog``): local
+        # store, then its changelog partition. Faust's ``table[key] = value`` goes through
+        # its one-message-at-a-time producer buffer; sending straight to the producer keeps
         # the same ordering and durability (the producer is flushed before every offset
         # commit) at a fraction of the cost.
-        entries: list[tuple[str, bytes | None]] = []
-        entries.extend(batch.key_writes())
-        if batch.meta is not None:
-            entries.append(batch.meta)
-        entries.extend((key, None) for key in batch.key_deletes())
+        entries = batch.changelog()
         store = faust_compat.LocalStore(self.table, partition)  # no current event
         put, delete = store.put, store.delete
         send = self.app.producer.send

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from groupwatch.contracts.records import EventKind
+
 Occurrence = tuple[int, int]  # (event_time_ms, source offset)
 BUCKET_MS = 60_000  # event-time span of one stored dedup bucket
 BUCKET_OFFSETS = 1000  # source offsets per bucket: at most this many occurrences in one
-BucketId = tuple[str, int, int]  # (kind, event-time span start, offset // BUCKET_OFFSETS)
+BucketId = tuple[EventKind, int, int]  # (kind, event-time span start, offset // BUCKET_OFFSETS)
 
 
-def bucket(kind: str, event_time_ms: int, offset: int) -> BucketId:
+def bucket(kind: EventKind, event_time_ms: int, offset: int) -> BucketId:
     """The bucket holding one occurrence (span start floors, also before 1970)."""
     return (kind, event_time_ms - event_time_ms % BUCKET_MS, offset // BUCKET_OFFSETS)
 
@@ -55,8 +57,3 @@ def decide(
             return DedupDecision(False, history, False)
     new = sorted([*history, (event_time_ms, offset)], key=lambda o: o[1])
     return DedupDecision(True, new, True)
-
-
-def expired(history: list[Occurrence], horizon_ms: int) -> bool:
-    """True when no occurrence is at or after ``horizon_ms`` (the entry can be dropped)."""
-    return all(t < horizon_ms for t, _ in history)

@@ -24,7 +24,7 @@ The worker goes below Faust's public API in four places, all of them here:
 Every private name (and public name of a private object) these rely on is listed once in
 ``INTERNALS``; ``require`` checks them and the exact versions in ``BUILT_FOR`` before a
 worker starts (a mismatch is one sentence naming the package or the attribute), and the
-canary test (tests/stream/test_stream_faust_compat.py) checks the same list. Nothing here falls
+canary test (tests/stream/test_faust_compat.py) checks the same list. Nothing here falls
 back quietly: an internal that changed raises, naming it.
 """
 
@@ -43,6 +43,7 @@ from importlib import metadata
 from typing import Any, Final, Literal
 
 from stream import metrics as m
+from stream.batch import Record
 from stream.setup import StreamSetupError
 
 # The exact versions the internals below were read from (pinned in pyproject.toml and
@@ -53,7 +54,6 @@ BUILT_FOR: Final = {
     "mode-streaming": "0.7.1",
 }
 
-Record = tuple[str, int, int, bytes, bytes | None]  # topic, partition, offset, value, key
 # returns the (topic, partition)s whose records it refused: sought back, not acknowledged
 Handler = Callable[[list[Record]], Awaitable[Collection[tuple[str, int]] | None]]
 

@@ -19,6 +19,7 @@ import msgspec
 from groupwatch.contracts.limits import EVENT_TIME_MAX_AHEAD_MS
 from groupwatch.contracts.records import (
     DlqRecord,
+    EventKind,
     ExceptionEvent,
     SendEvent,
     encode,
@@ -34,6 +35,7 @@ MAX_DLQ_BYTES: Final = 3 * 1024 * 1024
 
 _decode_exception = msgspec.json.Decoder(ExceptionEvent).decode
 _decode_send = msgspec.json.Decoder(SendEvent).decode
+_EXCEPTION = EventKind.EXCEPTION  # bound once (compared per record)
 _AT_FIELD = re.compile(r"at `\$\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -46,15 +48,15 @@ class Reject(Exception):
         self.field = field
 
 
-def decode(kind: str, key: bytes | None, value: bytes | None) -> ExceptionEvent | SendEvent:
-    """The event of one input record (``kind`` "e" exceptions, "s" sends), or ``Reject``."""
+def decode(kind: EventKind, key: bytes | None, value: bytes | None) -> ExceptionEvent | SendEvent:
+    """The event of one input record of the ``kind`` topic, or ``Reject``."""
     if value is None:
         raise Reject("the record has no value")
     if len(value) > MAX_RECORD_BYTES:
         raise Reject(f"the record has {len(value)} bytes, more than {MAX_RECORD_BYTES}")
     event: ExceptionEvent | SendEvent
     try:
-        event = _decode_exception(value) if kind == "e" else _decode_send(value)
+        event = _decode_exception(value) if kind is _EXCEPTION else _decode_send(value)
     except msgspec.ValidationError as exc:
         at = _AT_FIELD.search(str(exc))
         raise Reject(f"not a valid {_type(kind)}: {exc}", at.group(1) if at else None) from None
@@ -75,8 +77,8 @@ def decode(kind: str, key: bytes | None, value: bytes | None) -> ExceptionEvent 
     return event
 
 
-def _type(kind: str) -> str:
-    return "ExceptionEvent" if kind == "e" else "SendEvent"
+def _type(kind: EventKind) -> str:
+    return "ExceptionEvent" if kind is _EXCEPTION else "SendEvent"
 
 
 def dlq_record(

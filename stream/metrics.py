@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-REGISTRY = CollectorRegistry()
+from groupwatch.contracts.records import EventKind
+from stream.effects import Effects, Outcome
 
-OUTCOMES = ("counted", "duplicate", "late", "replayed", "rejected")  # Effects.outcomes order
-KINDS = ("exception", "send")
+REGISTRY = CollectorRegistry()
 
 RECORDS = Counter(
     "groupwatch_stream_records",
@@ -23,10 +25,10 @@ READ = Counter(
     ["kind"],
     registry=REGISTRY,
 )
-for _kind in KINDS:  # every series present from the start (0), for the identity
+for _kind in EventKind:  # every series present from the start (0), for the identity
     READ.labels(_kind)
-    for _outcome in OUTCOMES:
-        RECORDS.labels(_kind, _outcome)
+    for _outcome in Outcome:
+        RECORDS.labels(_kind, _outcome.label)
 
 EVENTS = Counter(
     "groupwatch_stream_events",
@@ -86,3 +88,23 @@ DRAINED_BATCHES = Counter(
     " (stream/faust_compat.py, the fast path; Faust's per-record agent path is refused).",
     registry=REGISTRY,
 )
+
+
+def count_records(read: Mapping[EventKind, int], effects: Collection[Effects]) -> None:
+    """Count one batch's records read and their outcomes (the accounting identity)."""
+    for kind, n in read.items():
+        if n:
+            READ.labels(kind).inc(n)
+    for kind in EventKind:
+        for outcome in Outcome:
+            n = 0
+            for fx in effects:
+                n += fx.outcomes[kind][outcome]
+            if n:
+                RECORDS.labels(kind, outcome.label).inc(n)
+                if outcome is not Outcome.REJECTED:
+                    EVENTS.labels(kind, outcome.label).inc(n)
+                if outcome is Outcome.DUPLICATE:
+                    DUPLICATES.labels(kind).inc(n)
+                elif outcome is Outcome.LATE:
+                    LATE.labels(kind).inc(n)

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from groupwatch.contracts import Settings, Topics
+from groupwatch.contracts.records import EventKind
 from groupwatch.contracts.startup import QUIET_CLIENT, list_topics, until_ready, wait_for_leaders
 
 
@@ -68,7 +69,7 @@ def check_topics(settings: Settings, timeout: float = 20.0) -> None:
     wait_for_leaders(admin, [ticks], settings)
 
 
-def topics_seen(settings: Settings, timeout: float = 10.0) -> dict[int, dict[str, bool]]:
+def topics_seen(settings: Settings, timeout: float = 10.0) -> dict[int, dict[EventKind, bool]]:
     """Per partition: whether the exceptions / sends topic-partition ever held a record.
 
     A topic-partition that holds records makes the close watermark wait for it, from the
@@ -91,10 +92,13 @@ def topics_seen(settings: Settings, timeout: float = 10.0) -> dict[int, dict[str
         )
 
     try:
-        seen: dict[int, dict[str, bool]] = {}
+        seen: dict[int, dict[EventKind, bool]] = {}
         for p in range(settings.partitions):
-            flags: dict[str, bool] = {}
-            for kind, name in (("e", topics.exceptions), ("s", topics.sends)):
+            flags: dict[EventKind, bool] = {}
+            for kind, name in (
+                (EventKind.EXCEPTION, topics.exceptions),
+                (EventKind.SEND, topics.sends),
+            ):
                 high = end_offset(TopicPartition(name, p))
                 flags[kind] = high > 0
             seen[p] = flags

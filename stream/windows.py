@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
 
-Kind = Literal["e", "s"]  # "e": exceptions topic, "s": sends topic
-KINDS: tuple[Kind, ...] = ("e", "s")
+from groupwatch.contracts.records import EventKind
+
+KINDS: tuple[EventKind, ...] = tuple(EventKind)
 
 
 @dataclass(frozen=True)
@@ -56,24 +56,16 @@ class StreamClock:
     closed (by stream time or by the idle close); it only moves forward.
     """
 
-    stream_time: dict[str, int | None] = field(default_factory=lambda: {"e": None, "s": None})
-    seen: dict[str, bool] = field(default_factory=lambda: {"e": False, "s": False})
+    stream_time: dict[EventKind, int | None] = field(default_factory=lambda: dict.fromkeys(KINDS))
+    seen: dict[EventKind, bool] = field(default_factory=lambda: dict.fromkeys(KINDS, False))
     closed_until: int | None = None
 
-    def observe(self, kind: Kind, event_time_ms: int) -> None:
+    def observe(self, kind: EventKind, event_time_ms: int) -> None:
         """Advance ``kind``'s stream time with one event that was read."""
         self.seen[kind] = True
         current = self.stream_time[kind]
         if current is None or event_time_ms > current:
             self.stream_time[kind] = event_time_ms
-
-    def is_late(self, spec: WindowSpec, kind: Kind, window_start_ms: int) -> bool:
-        """Whether an event of ``kind`` for that window arrives after the window closed."""
-        close = spec.close_time(window_start_ms)
-        st = self.stream_time[kind]
-        if st is not None and st >= close:
-            return True
-        return self.closed_until is not None and self.closed_until >= close
 
     def watermark(self) -> int | None:
         """Min stream time over the topics that carry records; None before any."""
@@ -105,18 +97,3 @@ class StreamClock:
         if mark is None:
             return done
         return mark if done is None or mark > done else done
-
-    def to_json(self) -> dict[str, object]:
-        return {"st": dict(self.stream_time), "seen": dict(self.seen), "cu": self.closed_until}
-
-    @classmethod
-    def from_json(cls, data: dict[str, object]) -> StreamClock:
-        st = data.get("st") or {}
-        seen = data.get("seen") or {}
-        assert isinstance(st, dict) and isinstance(seen, dict)
-        cu = data.get("cu")
-        return cls(
-            stream_time={k: st.get(k) for k in KINDS},
-            seen={k: bool(seen.get(k)) for k in KINDS},
-            closed_until=cu if isinstance(cu, int) else None,
-        )

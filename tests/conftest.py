@@ -6,7 +6,6 @@ Set KAFKA_BOOTSTRAP_SERVERS to run the suite against an existing broker instead.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,12 +13,7 @@ from pathlib import Path
 import pytest
 
 from groupwatch.contracts import Settings, Topics
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.ports import free_port
 
 
 @pytest.fixture(scope="session")

@@ -25,8 +25,8 @@ from groupwatch.admin.topics import create_topics
 from groupwatch.contracts import Settings, Topics, load_settings
 from groupwatch.contracts.keys import group_key
 from groupwatch.contracts.records import encode
-from tests.conftest import free_port
-from tests.processes import settings_env
+from tests.support.ports import free_port
+from tests.support.processes import settings_env
 
 SQL = "SELECT * FROM top_groups_24h LIMIT 10"
 TARGET = "queries do not stall the sink: batch p95 with 4 querying clients near idle's"

@@ -24,8 +24,8 @@ from groupwatch.admin.topics import admin_client, create_topics
 from groupwatch.contracts import Settings, Topics, load_settings
 from groupwatch.contracts.records import ExceptionEvent
 from groupwatch.contracts.topics import topic_specs
-from tests.conftest import free_port
-from tests.processes import cpu_seconds
+from tests.support.ports import free_port
+from tests.support.processes import cpu_seconds
 
 TARGET = "sink rows/s >= 0.5 x a bare Arrow `INSERT … ON CONFLICT`"
 POLL_S = 0.05

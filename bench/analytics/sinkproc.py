@@ -10,7 +10,7 @@ import requests
 
 from bench.harness import Subject, stop_group, wait_until
 from groupwatch.contracts import Settings
-from tests.processes import settings_env
+from tests.support.processes import settings_env
 
 
 class Sink:

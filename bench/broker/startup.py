@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from bench.harness import Run, Subject, common_options, subjects
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 TARGET = "local broker ready within 60 s (jars cached)"
 

@@ -30,8 +30,8 @@ from groupwatch.simulate.generator import Generator, Planned, SimConfig
 from groupwatch.simulate.ledger import Ledger
 from groupwatch.simulate.sender import Sender, SendOptions
 from groupwatch.simulate.signing import App
-from tests.conftest import free_port
-from tests.processes import wait_http_ok
+from tests.support.ports import free_port
+from tests.support.processes import wait_http_ok
 
 APPS = (App("1400000001", "fresh-token-0123456789"),)
 TARGET = "p95 POST -> window's final row in DuckDB <= window + grace + 2 s"

@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from groupwatch.broker.server import LocalKafka
 from groupwatch.contracts import Settings
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 
 def say(*parts: object) -> None:

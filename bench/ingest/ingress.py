@@ -27,8 +27,8 @@ from bench.harness import (
     subjects,
 )
 from bench.stats import median, ratio
-from tests.conftest import free_port
-from tests.processes import children, cpu_seconds, wait_http_ok
+from tests.support.ports import free_port
+from tests.support.processes import children, cpu_seconds, wait_http_ok
 
 HERE = Path(__file__).resolve().parent
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}

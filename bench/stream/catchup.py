@@ -21,7 +21,7 @@ from bench.stream.worker import StreamWorker
 from groupwatch.admin.topics import create_topics
 from groupwatch.contracts import Settings, Topics, load_settings
 from groupwatch.contracts.records import ExceptionEvent, SendEvent, decode
-from tests.processes import cpu_seconds
+from tests.support.processes import cpu_seconds
 
 TARGET = "one worker catching up >= 0.5 x a raw confluent-kafka aggregation"
 

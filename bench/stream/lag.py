@@ -20,8 +20,8 @@ from bench.stats import percentile
 from bench.stream.worker import StreamWorker
 from groupwatch.admin.topics import create_topics
 from groupwatch.contracts import Settings, load_settings
-from tests.conftest import free_port
-from tests.processes import settings_env, wait_http_ok
+from tests.support.ports import free_port
+from tests.support.processes import settings_env, wait_http_ok
 
 POST_LUA = Path(__file__).resolve().parents[1] / "ingest" / "post.lua"
 TARGET = "worker lag bounded while the ingress runs at its maximum"

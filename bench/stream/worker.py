@@ -9,8 +9,8 @@ import requests
 
 from bench.harness import Subject, stop_group, wait_until
 from groupwatch.contracts import Settings
-from tests.conftest import free_port
-from tests.processes import settings_env
+from tests.support.ports import free_port
+from tests.support.processes import settings_env
 
 
 class StreamWorker:

@@ -7,6 +7,7 @@ and a test fails when the checked-in files drift from the code.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
@@ -155,12 +156,19 @@ class FailureWindow(msgspec.Struct, kw_only=True):
     updated_at_ms: int
 
 
+class EventKind(StrEnum):
+    """The input topic of an event: a late event's event_kind, the stream metrics' kind."""
+
+    EXCEPTION = "exception"  # <prefix>.exceptions (Group.CallbackSendMsgException)
+    SEND = "send"  # <prefix>.sends (Group.CallbackAfterSendMsg)
+
+
 class LateEvent(msgspec.Struct, kw_only=True):
     """An event that arrived after its window closed (topic ``<prefix>.late-events``)."""
 
     reason: str
     source_topic: str
-    event_kind: Literal["exception", "send"]
+    event_kind: EventKind
     event_id: str
     sdkappid: str
     group_id: str

@@ -16,8 +16,8 @@ from analytics.db import open_writer
 from analytics.migrations import LATEST, SchemaTooNewError, current_version, migrate
 from groupwatch.contracts import Topics
 from groupwatch.contracts.records import FailureWindow, encode
-from tests.analytics import factory as f
 from tests.analytics import reference as ref
+from tests.support import events as f
 
 T = Topics.for_prefix("unit")
 

@@ -10,7 +10,7 @@ import pytest
 
 from analytics.batch import exceptions_from_json, exceptions_table
 from groupwatch.contracts.records import ExceptionEvent, decode, encode
-from tests.analytics import factory as f
+from tests.support import events as f
 
 
 def contract_table(values: list[bytes]) -> pa.Table | None:

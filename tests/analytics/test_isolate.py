@@ -16,7 +16,7 @@ from analytics.db import open_writer
 from analytics.migrations import migrate
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.records import ExceptionEvent, encode
-from tests.analytics import factory as f
+from tests.support import events as f
 
 
 def raw_exceptions(topic: str, n: int) -> list[RawMessage]:

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from groupwatch.contracts import Settings, Topics
-from tests.analytics import factory as f
-from tests.analytics.sinkproc import GROUPWATCH, SinkProcess
 from tests.analytics.test_sink import sink_settings
 from tests.analytics.workload import Workload
-from tests.processes import settings_env
+from tests.support import events as f
+from tests.support.processes import settings_env
+from tests.support.sink import GROUPWATCH, SinkProcess
 
 pytestmark = pytest.mark.kafka
 

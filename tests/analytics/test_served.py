@@ -20,12 +20,12 @@ import requests
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.keys import group_key
 from groupwatch.contracts.records import encode
-from tests.analytics import factory as f
-from tests.analytics.sinkproc import GROUPWATCH, SinkProcess
 from tests.analytics.test_sink import sink_settings
 from tests.analytics.workload import make_workload
-from tests.kafka_helpers import produce
-from tests.processes import children, settings_env
+from tests.support import events as f
+from tests.support.kafka import produce
+from tests.support.processes import children, settings_env
+from tests.support.sink import GROUPWATCH, SinkProcess
 
 pytestmark = pytest.mark.kafka
 
@@ -206,6 +206,7 @@ def test_row_cap_and_formats(running_sink: SinkProcess) -> None:
     assert rc == 0 and "n" in out
 
 
+@pytest.mark.wallclock
 def test_a_long_query_is_interrupted_at_the_timeout(running_sink: SinkProcess) -> None:
     started = time.monotonic()
     answer = running_sink.sql("SELECT count(*) FROM range(1000000000000) a, range(10) b")
@@ -242,6 +243,7 @@ class PeakRss(threading.Thread):
         self.join()
 
 
+@pytest.mark.wallclock
 @pytest.mark.slow
 def test_a_huge_scalar_is_stopped_and_the_sink_stays_small(running_sink: SinkProcess) -> None:
     settings = running_sink.settings
@@ -263,6 +265,7 @@ def test_a_huge_scalar_is_stopped_and_the_sink_stays_small(running_sink: SinkPro
     assert running_sink.sql("SELECT count(*) > 0 FROM exceptions")["rows"] == [[True]]
 
 
+@pytest.mark.wallclock
 @pytest.mark.slow
 def test_the_cli_fallback_is_bounded_the_same_way(running_sink: SinkProcess) -> None:
     settings = running_sink.settings

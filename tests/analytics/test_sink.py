@@ -11,11 +11,11 @@ import duckdb
 import pytest
 
 from groupwatch.contracts import Settings, Topics
-from tests.analytics import factory as f
 from tests.analytics import reference as ref
-from tests.analytics.sinkproc import SinkProcess, high_watermarks
 from tests.analytics.workload import Workload, make_workload
-from tests.conftest import free_port
+from tests.support import events as f
+from tests.support.ports import free_port
+from tests.support.sink import SinkProcess, high_watermarks
 
 pytestmark = pytest.mark.kafka
 

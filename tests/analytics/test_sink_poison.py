@@ -19,10 +19,10 @@ import requests
 
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.records import Alert, ExceptionEvent, FailureWindow, SendEvent, encode
-from tests.analytics import factory as f
-from tests.analytics.sinkproc import SinkProcess
 from tests.analytics.test_sink import sink_settings
-from tests.kafka_helpers import produce
+from tests.support import events as f
+from tests.support.kafka import produce
+from tests.support.sink import SinkProcess
 
 pytestmark = pytest.mark.kafka
 

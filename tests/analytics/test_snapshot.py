@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from groupwatch.contracts import Settings, Topics
-from tests.analytics.sinkproc import SinkProcess
 from tests.analytics.test_served import Feeder
 from tests.analytics.test_sink import sink_settings
 from tests.analytics.workload import make_workload
+from tests.support.sink import SinkProcess
 
 pytestmark = pytest.mark.kafka
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from groupwatch.contracts import Topics
 from groupwatch.contracts.keys import alert_key, group_key, window_key
 from groupwatch.contracts.records import Alert, ExceptionEvent, FailureWindow, SendEvent, encode
-from tests.analytics import factory as f
-from tests.kafka_helpers import produce
+from tests.support import events as f
+from tests.support.kafka import produce
 
 CODES = (10004, 10006, 10017, 80001, 10002, 12345)
 

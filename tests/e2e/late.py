@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from groupwatch.simulate.compare import Comparison, unplanned_late
-from tests.kafka_helpers import consume_all
+from tests.support.kafka import consume_all
 
 
 def late_diagnosis(

@@ -25,9 +25,9 @@ from groupwatch.simulate.generator import Generator, SimConfig
 from groupwatch.simulate.ledger import Ledger
 from groupwatch.simulate.sender import Sender, SendOptions
 from groupwatch.simulate.signing import App
-from tests.conftest import free_port
 from tests.e2e.late import late_diagnosis
-from tests.processes import BrokerProcess, StageProcess, clean_env, groupwatch
+from tests.support.ports import free_port
+from tests.support.processes import BrokerProcess, StageProcess, clean_env, groupwatch
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -20,9 +20,9 @@ import pytest
 from groupwatch.broker.jars import ensure_jars
 from groupwatch.contracts import Settings, Topics
 from groupwatch.simulate.compare import compare_failures, compare_raw_sends
-from tests.conftest import free_port
 from tests.e2e.late import late_diagnosis
-from tests.processes import wait_http_ok
+from tests.support.ports import free_port
+from tests.support.processes import wait_http_ok
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -31,7 +31,6 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client.parser import text_string_to_metric_families
 
 from groupwatch.contracts import (
     CMD_AFTER_SEND_MSG,
@@ -43,9 +42,10 @@ from groupwatch.contracts import (
 )
 from groupwatch.simulate.signing import sign as make_sign
 from ingest.normalize import EXCEPTION_FIELDS
-from tests.conftest import free_port
-from tests.kafka_helpers import produce
-from tests.processes import StageProcess, settings_env
+from tests.support.kafka import produce, topic_end
+from tests.support.metrics import metric_by, metric_sums
+from tests.support.ports import free_port
+from tests.support.processes import StageProcess, settings_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -219,33 +219,6 @@ def raw_record(draw: st.DrawFn) -> tuple[str, bytes | None, bytes]:
     return kind, key, json.dumps(record).encode()
 
 
-def metric_by(text: str, name: str, *labels: str) -> Counter[tuple[str, ...]]:
-    out: Counter[tuple[str, ...]] = Counter()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                out[tuple(sample.labels.get(lb, "") for lb in labels)] += sample.value
-    return out
-
-
-def metric_sums(text: str, name: str, label: str) -> Counter[str]:
-    """``name``'s samples summed by one label."""
-    return Counter({key[0]: n for key, n in metric_by(text, name, label).items()})
-
-
-def end_offsets(settings: Settings, topic: str) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "fuzz-hw"})
-    try:
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(settings.partitions)
-        )
-    finally:
-        consumer.close()
-
-
 class Pipeline:
     def __init__(self, settings: Settings, logs: Path) -> None:
         self.settings = settings
@@ -399,14 +372,13 @@ def test_pipeline_survives_any_input(pipeline: Pipeline, tally: Tally) -> None:
     wait_until(
         lambda: (
             None
-            if (end_offsets(s, topics.exceptions), end_offsets(s, topics.sends))
-            == (ok_exc, ok_send)
-            else f"topics hold {end_offsets(s, topics.exceptions)}/{end_offsets(s, topics.sends)},"
+            if (topic_end(s, topics.exceptions), topic_end(s, topics.sends)) == (ok_exc, ok_send)
+            else f"topics hold {topic_end(s, topics.exceptions)}/{topic_end(s, topics.sends)},"
             f" answered 200: {ok_exc}/{ok_send}"
         ),
         60,
     )
-    ingress_dlq = end_offsets(s, topics.dlq)
+    ingress_dlq = topic_end(s, topics.dlq)
     assert ingress_dlq > 0
 
     fuzz_raw(stack, tally)
@@ -414,8 +386,8 @@ def test_pipeline_survives_any_input(pipeline: Pipeline, tally: Tally) -> None:
         "exception": ok_exc + answers[("raw-exception", 0)],
         "send": ok_send + answers[("raw-send", 0)],
     }
-    assert end_offsets(s, topics.exceptions) == total["exception"]
-    assert end_offsets(s, topics.sends) == total["send"]
+    assert topic_end(s, topics.exceptions) == total["exception"]
+    assert topic_end(s, topics.sends) == total["send"]
 
     # The stream: every record read is exactly one outcome.
     def stream_identity() -> str | None:
@@ -434,13 +406,13 @@ def test_pipeline_survives_any_input(pipeline: Pipeline, tally: Tally) -> None:
     assert stream_rejected > 0, outcomes  # the raw phase holds records no stage can apply
 
     # Each stream reject is a DLQ record with its source offset and exact bytes.
-    from tests.kafka_helpers import consume_all
+    from tests.support.kafka import consume_all
 
     wait_until(
         lambda: (
             None
-            if end_offsets(s, topics.dlq) == ingress_dlq + stream_rejected
-            else f"dlq holds {end_offsets(s, topics.dlq)}, want {ingress_dlq} + {stream_rejected}"
+            if topic_end(s, topics.dlq) == ingress_dlq + stream_rejected
+            else f"dlq holds {topic_end(s, topics.dlq)}, want {ingress_dlq} + {stream_rejected}"
         ),
         60,
     )

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from ingest_helpers import APPID, SIGNED_APPID, TOKEN
 
 from groupwatch.contracts import Settings, Topics
 from ingest.app import create_app
+from tests.support.callbacks import APPID, SIGNED_APPID, TOKEN
 
 
 @pytest.fixture

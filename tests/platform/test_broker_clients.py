@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.kafka_helpers import consume_all, produce
+from tests.support.kafka import consume_all, produce
 
 pytestmark = pytest.mark.kafka
 

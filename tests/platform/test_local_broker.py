@@ -5,24 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from groupwatch.broker.prerequisites import JAVA_MISSING, parse_java_version
-from tests.conftest import free_port
+from tests.support.ports import free_port
+from tests.support.processes import run_groupwatch
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "groupwatch", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    return run_groupwatch(env, *args, timeout=180)
 
 
 def java_pids(marker: str) -> list[str]:

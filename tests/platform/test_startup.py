@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -28,7 +27,8 @@ from groupwatch.contracts.startup import (
     until_ready,
     wait_for_leaders,
 )
-from tests.conftest import free_port
+from tests.support.ports import free_port
+from tests.support.processes import run_groupwatch
 
 NAMED_TRANSIENT = [
     "NOT_LEADER_FOR_PARTITION",
@@ -109,6 +109,7 @@ def test_other_errors_are_raised_at_once() -> None:
     assert calls == 1
 
 
+@pytest.mark.wallclock
 @pytest.mark.slow
 def test_a_broker_that_never_comes_up_fails_in_one_sentence_after_the_timeout() -> None:
     port = free_port()  # nothing listens there
@@ -130,14 +131,7 @@ def test_a_broker_that_never_comes_up_fails_in_one_sentence_after_the_timeout() 
 def _cli(env_extra: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     env.update(env_extra)
-    return subprocess.run(
-        [sys.executable, "-m", "groupwatch", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_groupwatch(env, *args, timeout=timeout)
 
 
 @pytest.mark.slow

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from groupwatch.admin.topics import TopicMismatchError, create_topics
 from groupwatch.contracts import Settings, topic_specs
+from tests.support.processes import run_groupwatch
 
 pytestmark = pytest.mark.kafka
 
@@ -22,14 +22,7 @@ def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         GROUPWATCH_TOPIC_PREFIX=settings.topic_prefix,
         GROUPWATCH_PARTITIONS=str(settings.partitions),
     )
-    return subprocess.run(
-        [sys.executable, "-m", "groupwatch", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_groupwatch(env, *args, timeout=120)
 
 
 def test_create_twice_is_a_noop_the_second_time(settings: Settings) -> None:

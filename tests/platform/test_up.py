@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from groupwatch.up.supervisor import Component, Supervisor
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 
 class _Lines:
@@ -156,7 +156,7 @@ def test_banner_commands_run_as_printed_from_this_shell(
 
 def _descendants(pid: int) -> set[int]:
     """Every live process below ``pid`` (children, grandchildren, ...)."""
-    from tests.processes import children
+    from tests.support.processes import children
 
     found: set[int] = set()
     frontier = {pid}
@@ -349,7 +349,7 @@ def test_stage_logs_rotate_by_size(tmp_path: Path) -> None:
 def test_up_refuses_an_allowed_app_without_a_token_before_starting_anything(
     tmp_path: Path,
 ) -> None:
-    from tests.processes import clean_env
+    from tests.support.processes import clean_env
 
     env = clean_env(
         GROUPWATCH_STATE_DIR=str(tmp_path / "state"),

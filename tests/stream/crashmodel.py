@@ -21,11 +21,11 @@ from typing import Any
 
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from streamkit import APP, exc, send
 
 from groupwatch.contracts import Settings
 from groupwatch.contracts.keys import window_key
-from groupwatch.contracts.records import ExceptionEvent, SendEvent
+from groupwatch.contracts.records import EventKind, ExceptionEvent, SendEvent
+from tests.support.stream import APP, exc, send
 
 APP2 = "1400000002"  # an app without send callbacks: group_sends / failure_ratio None
 CODES = [10002, 10004, 10006, 10007, 10016, 80001]
@@ -34,9 +34,9 @@ STORM_GROUP = "storm"
 
 @dataclass(frozen=True)
 class Plan:
-    """The input of one run, in production order (topic "e" or "s", event)."""
+    """The input of one run, in production order (input kind, event)."""
 
-    records: list[tuple[str, ExceptionEvent | SendEvent]]
+    records: list[tuple[EventKind, ExceptionEvent | SendEvent]]
     t_end: int
 
 
@@ -47,7 +47,7 @@ def generate(
     a storm; produced in this order, so event time is disordered by up to 20 s."""
     rng = random.Random(seed)
     names = [f"g{i:02d}" for i in range(groups)]
-    out: list[tuple[str, ExceptionEvent | SendEvent]] = []
+    out: list[tuple[EventKind, ExceptionEvent | SendEvent]] = []
     storm_from, storm_to = int(n * storm_at), int(n * storm_at) + n // 20
     for i in range(n):
         base = t0 + i * step_ms
@@ -62,15 +62,17 @@ def generate(
             out.append((topic, prev))
             continue
         if app == APP and rng.random() < 0.35:
-            out.append(("s", send(group, t, sender=sender, random=rng.getrandbits(31), app=app)))
+            rnd = rng.getrandbits(31)
+            out.append((EventKind.SEND, send(group, t, sender=sender, random=rnd, app=app)))
         else:
             code = CODES[min(int(rng.expovariate(0.7)), len(CODES) - 1)]
             rnd = rng.getrandbits(31)
-            out.append(("e", exc(group, code, t, sender=sender, random=rnd, app=app)))
+            out.append((EventKind.EXCEPTION, exc(group, code, t, sender, rnd, app)))
         if storm_from <= i < storm_to:
             for _ in range(3):
                 rnd = rng.getrandbits(31)
-                out.append(("e", exc(STORM_GROUP, 10016, t, sender=f"s{rnd % 50}", random=rnd)))
+                storm = exc(STORM_GROUP, 10016, t, sender=f"s{rnd % 50}", random=rnd)
+                out.append((EventKind.EXCEPTION, storm))
     return Plan(out, t0 + n * step_ms)
 
 

@@ -46,6 +46,8 @@ import msgspec
 import pyarrow as pa
 
 from analytics import batch as b
+from analytics import tables
+from analytics.tablespec import insert_sql, new_keys_name, upsert_sql
 from groupwatch.contracts import Topics
 from groupwatch.contracts.records import (
     Alert,
@@ -56,109 +58,21 @@ from groupwatch.contracts.records import (
     encode,
 )
 
-_EXC_COLS = (
-    "event_id, sdkappid, callback_command, group_id, group_type, from_account, "
-    "operator_account, random, online_only, msg_types, error_code, error_info, "
-    "error_category, event_time, received_at, client_ip, platform, extra, msg_body, "
-    "cloud_custom_data"
-)
-
-INSERT_EXCEPTIONS = f"""
-INSERT INTO exceptions ({_EXC_COLS})
-SELECT {_EXC_COLS} FROM (
-    SELECT DISTINCT ON (event_id) * FROM _b_exceptions ORDER BY event_id, seq
-) ON CONFLICT DO NOTHING
-"""
-
-# the same when every event_id in the batch is distinct (the bench's baseline statement)
-INSERT_EXCEPTIONS_UNIQUE = f"""
-INSERT INTO exceptions ({_EXC_COLS})
-SELECT {_EXC_COLS} FROM _b_exceptions
-ON CONFLICT DO NOTHING
-"""
-
+# The statements, generated from the table spec (analytics/tables.py) under each
+# table's rule; ``_b_<stage>`` is the batch table registered for it.
+INSERT_EXCEPTIONS = upsert_sql(tables.EXCEPTIONS)
 # the optimistic form: raises duckdb.ConstraintException if an event_id is already stored
-INSERT_EXCEPTIONS_NEW = f"""
-INSERT INTO exceptions ({_EXC_COLS})
-SELECT {_EXC_COLS} FROM _b_exceptions
-"""
-
-INSERT_SEND_IDS = """
-INSERT INTO send_ids (event_id, event_time)
-SELECT event_id, event_time FROM (
-    SELECT DISTINCT ON (event_id) * FROM _b_sends ORDER BY event_id, seq
-) ON CONFLICT DO NOTHING
-RETURNING event_id
-"""
-
-ADD_SENDS = """
-INSERT INTO sends_minutely (sdkappid, group_id, minute, sends)
-SELECT sdkappid, group_id, date_trunc('minute', event_time) AS minute, count(*)
-FROM (SELECT DISTINCT ON (event_id) * FROM _b_sends ORDER BY event_id, seq)
-SEMI JOIN _b_new_sends USING (event_id)
-GROUP BY ALL
-ON CONFLICT DO UPDATE SET sends = sends_minutely.sends + excluded.sends
-"""
-
-_FW_COLS = (
-    "sdkappid, group_id, group_type, error_code, error_category, window_start, window_end, "
-    "failures, failures_per_minute, senders, first_event_time, last_event_time, "
-    "group_failures, group_sends, failure_ratio, final, updated_at, updated_at_ms"
-)
-_FW_KEY = {"sdkappid", "group_id", "error_code", "window_start"}
-_FW_SET = ", ".join(f"{c} = excluded.{c}" for c in _FW_COLS.split(", ") if c not in _FW_KEY)
-
-UPSERT_WINDOWS = f"""
-INSERT INTO failure_windows ({_FW_COLS})
-SELECT {_FW_COLS} FROM _b_windows
-QUALIFY row_number() OVER (
-    PARTITION BY sdkappid, group_id, error_code, window_start
-    ORDER BY final DESC, failures DESC, updated_at_ms DESC, seq DESC
-) = 1
-ON CONFLICT DO UPDATE SET {_FW_SET}
-WHERE (excluded.final AND NOT failure_windows.final)
-   OR (excluded.final = failure_windows.final
-       AND (excluded.failures > failure_windows.failures
-            OR (excluded.failures = failure_windows.failures
-                AND excluded.updated_at_ms > failure_windows.updated_at_ms)))
-"""
-
-_AL_COLS = (
-    "sdkappid, group_id, group_type, window_start, window_end, reason, failures, threshold, "
-    "baseline, baseline_factor, top_error_codes, group_sends, failure_ratio, raised_at, "
-    "raised_at_ms"
-)
-_AL_KEY = {"sdkappid", "group_id", "window_start", "reason"}
-_AL_SET = ", ".join(f"{c} = excluded.{c}" for c in _AL_COLS.split(", ") if c not in _AL_KEY)
-
-UPSERT_ALERTS = f"""
-INSERT INTO alerts ({_AL_COLS})
-SELECT {_AL_COLS} FROM _b_alerts
-QUALIFY row_number() OVER (
-    PARTITION BY sdkappid, group_id, window_start, reason
-    ORDER BY raised_at_ms DESC, failures DESC, seq DESC
-) = 1
-ON CONFLICT DO UPDATE SET {_AL_SET}
-WHERE excluded.raised_at_ms > alerts.raised_at_ms
-   OR (excluded.raised_at_ms = alerts.raised_at_ms AND excluded.failures > alerts.failures)
-"""
-
-INSERT_REJECTS = """
-INSERT INTO sink_rejects (topic, "partition", "offset", error, raw, rejected_at)
-SELECT topic, "partition", "offset", error, raw, now() FROM _b_rejects
-ON CONFLICT DO NOTHING
-"""
-
+INSERT_EXCEPTIONS_NEW = insert_sql(tables.EXCEPTIONS, deduplicate=False, on_conflict=False)
+INSERT_SEND_IDS = upsert_sql(tables.SEND_IDS, returning_key=True)
+ADD_SENDS = upsert_sql(tables.SENDS_MINUTELY)
+NEW_SENDS = new_keys_name(tables.SENDS_MINUTELY)  # the ids INSERT_SEND_IDS stored
+UPSERT_WINDOWS = upsert_sql(tables.FAILURE_WINDOWS)
+UPSERT_ALERTS = upsert_sql(tables.ALERTS)
+INSERT_REJECTS = upsert_sql(tables.SINK_REJECTS)
 # One VALUES row per partition of the batch (a handful), as literals: this statement runs
 # in the same execute() as the rest of the transaction (see ``_apply``), and DuckDB binds
 # parameters only for the last statement of a script.
-UPSERT_OFFSETS = """
-INSERT INTO kafka_offsets (topic, "partition", next_offset, updated_at)
-VALUES {rows}
-ON CONFLICT DO UPDATE SET next_offset = greatest(kafka_offsets.next_offset,
-                                                 excluded.next_offset),
-                          updated_at = excluded.updated_at
-"""
+UPSERT_OFFSETS = upsert_sql(tables.KAFKA_OFFSETS)
 
 
 def _sql_str(value: str) -> str:
@@ -166,7 +80,11 @@ def _sql_str(value: str) -> str:
 
 
 def upsert_offsets_sql(next_offsets: dict[tuple[str, int], int]) -> str:
-    """The statement moving each (topic, partition)'s stored next offset forward."""
+    """The statement moving each (topic, partition)'s stored next offset forward.
+
+    A row per partition: (topic, partition, next_offset, updated_at), the columns of
+    ``kafka_offsets`` in order.
+    """
     rows = ", ".join(
         f"({_sql_str(topic)}, {int(part)}, {int(offset)}, now())"
         for (topic, part), offset in sorted(next_offsets.items())
@@ -185,14 +103,9 @@ def _run(con: duckdb.DuckDBPyConnection, name: str, table: object, sql: str) -> 
     con.unregister(name)
 
 
-_NAMES = (
-    "_b_exceptions",
-    "_b_sends",
-    "_b_new_sends",
-    "_b_windows",
-    "_b_alerts",
-    "_b_rejects",
-)
+_EXCEPTIONS = tables.EXCEPTIONS.registered
+_SENDS = tables.SEND_IDS.registered
+_NAMES = (*(stage.registered for stage in tables.STAGES.values()), NEW_SENDS)
 
 
 @dataclass
@@ -223,11 +136,14 @@ def apply_batch(
     return _apply(con, prepared, INSERT_EXCEPTIONS, commit)
 
 
-# (table key, registered name, statement) written by one script, in this order
-_SCRIPTED = (
-    ("windows", "_b_windows", UPSERT_WINDOWS),
-    ("alerts", "_b_alerts", UPSERT_ALERTS),
-    ("rejects", "_b_rejects", INSERT_REJECTS),
+# (batch table, registered name, statement) written by one script, in this order
+_SCRIPTED = tuple(
+    (t.stage, t.registered, sql)
+    for t, sql in (
+        (tables.FAILURE_WINDOWS, UPSERT_WINDOWS),
+        (tables.ALERTS, UPSERT_ALERTS),
+        (tables.SINK_REJECTS, INSERT_REJECTS),
+    )
 )
 
 
@@ -241,43 +157,43 @@ def _apply(
     the GIL back and forth with the fetch thread, and on a busy host every hand-back
     waited milliseconds (see docs/PERFORMANCE-analytics.md).
     """
-    tables = prepared.tables
+    batch_tables = prepared.tables
     script: list[str] = []
     registered: list[str] = []
     applied = Applied()
     # the de-duplicating insert runs on its own (its count of new rows is needed); the
     # optimistic one stores every row or fails
-    separate_exceptions = "exceptions" in tables and insert_exceptions is INSERT_EXCEPTIONS
+    separate_exceptions = "exceptions" in batch_tables and insert_exceptions is INSERT_EXCEPTIONS
     try:
-        if "exceptions" in tables:
-            con.register("_b_exceptions", tables["exceptions"])
-            registered.append("_b_exceptions")
+        if "exceptions" in batch_tables:
+            con.register(_EXCEPTIONS, batch_tables["exceptions"])
+            registered.append(_EXCEPTIONS)
             if not separate_exceptions:
                 script.append(insert_exceptions)
-                applied.new_exceptions = tables["exceptions"].num_rows
+                applied.new_exceptions = batch_tables["exceptions"].num_rows
         for key, name, sql in _SCRIPTED:
-            if key in tables:
-                con.register(name, tables[key])
+            if key in batch_tables:
+                con.register(name, batch_tables[key])
                 registered.append(name)
                 script.append(sql)
         if prepared.next_offsets:
             script.append(upsert_offsets_sql(prepared.next_offsets))
         script.append("COMMIT" if commit else "ROLLBACK")
-        if "sends" in tables or separate_exceptions:
+        if "sends" in batch_tables or separate_exceptions:
             con.execute("BEGIN TRANSACTION")
         else:
             script.insert(0, "BEGIN TRANSACTION")
         if separate_exceptions:
             rows = con.execute(insert_exceptions).fetchall()
             applied.new_exceptions = int(rows[0][0]) if rows else 0
-        if "sends" in tables:
-            con.register("_b_sends", tables["sends"])
-            registered.append("_b_sends")
+        if "sends" in batch_tables:
+            con.register(_SENDS, batch_tables["sends"])
+            registered.append(_SENDS)
             new_ids = [row[0] for row in con.execute(INSERT_SEND_IDS).fetchall()]
             applied.new_sends = len(new_ids)
             if new_ids:
                 table = pa.table({"event_id": pa.array(new_ids, pa.string())})
-                _run(con, "_b_new_sends", table, ADD_SENDS)
+                _run(con, NEW_SENDS, table, ADD_SENDS)
         con.execute(";\n".join(script)).fetchall()
     except BaseException:
         # the error came before BEGIN, or a failed COMMIT already rolled back

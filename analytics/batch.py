@@ -24,16 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 import msgspec
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from analytics.tables import STAGES, TS
 from groupwatch.contracts import Topics
 from groupwatch.contracts.catalog import CATEGORIES
 from groupwatch.contracts.records import Alert, ExceptionEvent, FailureWindow, SendEvent, decode
 
-TS = pa.timestamp("ms", tz="UTC")
 # What a TIMESTAMPTZ column may hold (ms since the epoch): 0001-01-01 .. 9999-12-31,
 # the range of Python's datetime (served JSON and every client convert through it).
 TS_MIN_MS = -62_135_596_800_000
@@ -159,35 +158,17 @@ def collate(messages: Iterable[RawMessage], topics: Topics) -> Batch:
     return batch
 
 
-def _json(value: object) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
-
-
+_EXC_STAGE = STAGES["exceptions"]
 _EXC_FIELDS = ExceptionEvent.__struct_fields__
-_EXC_TYPES: dict[str, pa.DataType] = {
-    "event_id": pa.string(),
-    "sdkappid": pa.string(),
-    "callback_command": pa.string(),
-    "group_id": pa.string(),
-    "group_type": pa.string(),
-    "from_account": pa.string(),
-    "operator_account": pa.string(),
-    "random": pa.int64(),
-    "online_only": pa.bool_(),
-    "msg_types": pa.list_(pa.string()),
-    "error_code": pa.int32(),
-    "error_info": pa.string(),
-    "error_category": pa.string(),
-    "event_time_ms": TS,
-    "received_at_ms": TS,
-    "client_ip": pa.string(),
-    "platform": pa.string(),
-    "extra": pa.string(),
-    "msg_body": pa.string(),
-    "cloud_custom_data": pa.string(),
+# Arrow column (name, type) per struct field (the *_ms integers become TIMESTAMPTZ columns)
+_EXC_COLUMNS: dict[str, tuple[str, pa.DataType]] = {
+    c.field: (c.name, c.arrow) for c in _EXC_STAGE.columns if c.field is not None
 }
-# Arrow column name per struct field (the *_ms integers become TIMESTAMPTZ columns)
-_EXC_COLUMNS = {"event_time_ms": "event_time", "received_at_ms": "received_at"}
+if set(_EXC_COLUMNS) != set(_EXC_FIELDS):  # the JSON fast path reads every field
+    raise TypeError(
+        "the exceptions JSON fast path needs a column for every ExceptionEvent field; "
+        f"none for {sorted(set(_EXC_FIELDS) - set(_EXC_COLUMNS))}"
+    )
 
 
 # What Arrow's JSON reader is told: the contract's types; ``extra`` must be an empty object
@@ -195,9 +176,7 @@ _EXC_COLUMNS = {"event_time_ms": "event_time", "received_at_ms": "received_at"}
 # so the batch takes the per-record path, whose JSON text of those fields is the
 # reference); integers stay integers (a float, a string or an overflow is an error).
 _EXC_JSON_TYPES = {
-    **_EXC_TYPES,
-    "event_time_ms": pa.int64(),
-    "received_at_ms": pa.int64(),
+    **{name: pa.int64() if t == TS else t for name, (_, t) in _EXC_COLUMNS.items()},
     "extra": pa.struct([]),
     "msg_body": pa.null(),
 }
@@ -207,17 +186,10 @@ _EXC_JSON_PARSE = pajson.ParseOptions(
 )
 _EXC_JSON_READ = pajson.ReadOptions(use_threads=False)
 # The fields whose type does not admit null (a null or a missing one: the contract decides)
-_EXC_NOT_NULL = (
-    "event_id",
-    "sdkappid",
-    "callback_command",
-    "group_id",
-    "msg_types",
-    "error_code",
-    "error_category",
-    "event_time_ms",
-    "received_at_ms",
-    "extra",
+_EXC_NOT_NULL = tuple(
+    f.name
+    for f in cast(msgspec.inspect.StructType, msgspec.inspect.type_info(ExceptionEvent)).fields
+    if not isinstance(f.type, msgspec.inspect.UnionType)
 )
 _CATEGORY_SET = pa.array(CATEGORIES, pa.string())
 # Arrow's JSON reader costs ~1.6 ms per call whatever the size: fewer raw exceptions than
@@ -258,13 +230,13 @@ def exceptions_from_json(values: list[bytes]) -> pa.Table | None:
     except (pa.ArrowException, TypeError, ValueError):  # a column the checks cannot read
         return None
     columns: dict[str, Any] = {"seq": pa.array(range(n), pa.int64())}
-    for name in _EXC_FIELDS:
+    for name, (column, arrow) in _EXC_COLUMNS.items():
         if name in ("extra", "msg_body"):
-            columns[name] = pa.nulls(n, pa.string())  # {} and null are stored as NULL
-        elif name in _EXC_COLUMNS:
-            columns[_EXC_COLUMNS[name]] = raw.column(name).cast(TS)
+            columns[column] = pa.nulls(n, arrow)  # {} and null are stored as NULL
+        elif arrow == TS:
+            columns[column] = raw.column(name).cast(TS)
         else:
-            columns[name] = raw.column(name)
+            columns[column] = raw.column(name)
     return pa.table(columns)
 
 
@@ -351,10 +323,12 @@ def contract_violations(table: pa.Table, checks: list[_Check]) -> list[str]:
 _EXC_CONSTRAINTS = constraints_of(ExceptionEvent)
 
 
-_INT32_FIELDS = frozenset({"error_code"})
-# the fields a record type stores, where not all (``sends_table``); keep them in step
+_INT32_FIELDS = frozenset(
+    c.field for stage in STAGES.values() for c in stage.columns if c.arrow == pa.int32()
+)
+# the fields a record type stores (``sends_table`` stores four of a send's)
 _STORED_FIELDS: dict[type[Any], tuple[str, ...]] = {
-    SendEvent: ("event_id", "sdkappid", "group_id", "event_time_ms"),
+    stage.record: stage.fields for stage in STAGES.values() if stage.record is not None
 }
 
 
@@ -408,105 +382,23 @@ def check_storable(name: str, table: pa.Table) -> None:
 
 
 def exceptions_table(events: list[ExceptionEvent]) -> pa.Table:
-    """Columns by transposing each struct's field tuple (one C call per record)."""
-    if set(_EXC_FIELDS) != set(_EXC_TYPES):  # the contract grew: map the new field here
-        raise RuntimeError(f"ExceptionEvent fields changed: {sorted(_EXC_FIELDS)}")
-    columns: dict[str, Any] = {"seq": pa.array(range(len(events)), pa.int64())}
-    transposed: list[Sequence[Any]] = (
-        list(zip(*map(msgspec.structs.astuple, events), strict=True))
-        if events
-        else [()] * len(_EXC_FIELDS)
-    )
-    for name, values in zip(_EXC_FIELDS, transposed, strict=True):
-        if name == "extra":
-            values = [_json(v) if v else None for v in values]
-        elif name == "msg_body":
-            values = [None if v is None else _json(v) for v in values]
-        columns[_EXC_COLUMNS.get(name, name)] = pa.array(values, _EXC_TYPES[name])
-    return pa.table(columns)
+    return _EXC_STAGE.build(events)
 
 
 def sends_table(events: list[SendEvent]) -> pa.Table:
-    return pa.table(
-        {
-            "seq": pa.array(range(len(events)), pa.int64()),
-            "event_id": pa.array([e.event_id for e in events], pa.string()),
-            "sdkappid": pa.array([e.sdkappid for e in events], pa.string()),
-            "group_id": pa.array([e.group_id for e in events], pa.string()),
-            "event_time": pa.array([e.event_time_ms for e in events], TS),
-        }
-    )
+    return STAGES["sends"].build(events)
 
 
 def windows_table(records: list[FailureWindow]) -> pa.Table:
-    return pa.table(
-        {
-            "seq": pa.array(range(len(records)), pa.int64()),
-            "sdkappid": pa.array([r.sdkappid for r in records], pa.string()),
-            "group_id": pa.array([r.group_id for r in records], pa.string()),
-            "group_type": pa.array([r.group_type for r in records], pa.string()),
-            "error_code": pa.array([r.error_code for r in records], pa.int32()),
-            "error_category": pa.array([r.error_category for r in records], pa.string()),
-            "window_start": pa.array([r.window_start_ms for r in records], TS),
-            "window_end": pa.array([r.window_end_ms for r in records], TS),
-            "failures": pa.array([r.failures for r in records], pa.int64()),
-            "failures_per_minute": pa.array([r.failures_per_minute for r in records], pa.float64()),
-            "senders": pa.array([r.senders for r in records], pa.int64()),
-            "first_event_time": pa.array([r.first_event_time_ms for r in records], TS),
-            "last_event_time": pa.array([r.last_event_time_ms for r in records], TS),
-            "group_failures": pa.array([r.group_failures for r in records], pa.int64()),
-            "group_sends": pa.array([r.group_sends for r in records], pa.int64()),
-            "failure_ratio": pa.array([r.failure_ratio for r in records], pa.float64()),
-            "final": pa.array([r.final for r in records], pa.bool_()),
-            "updated_at": pa.array([r.updated_at_ms for r in records], TS),
-            "updated_at_ms": pa.array([r.updated_at_ms for r in records], pa.int64()),
-        }
-    )
-
-
-TOP_CODES = pa.list_(
-    pa.struct(
-        [("error_code", pa.int32()), ("error_category", pa.string()), ("failures", pa.int64())]
-    )
-)
+    return STAGES["windows"].build(records)
 
 
 def alerts_table(records: list[Alert]) -> pa.Table:
-    return pa.table(
-        {
-            "seq": pa.array(range(len(records)), pa.int64()),
-            "sdkappid": pa.array([r.sdkappid for r in records], pa.string()),
-            "group_id": pa.array([r.group_id for r in records], pa.string()),
-            "group_type": pa.array([r.group_type for r in records], pa.string()),
-            "window_start": pa.array([r.window_start_ms for r in records], TS),
-            "window_end": pa.array([r.window_end_ms for r in records], TS),
-            "reason": pa.array([r.reason for r in records], pa.string()),
-            "failures": pa.array([r.failures for r in records], pa.int64()),
-            "threshold": pa.array([r.threshold for r in records], pa.int64()),
-            "baseline": pa.array([r.baseline for r in records], pa.float64()),
-            "baseline_factor": pa.array([r.baseline_factor for r in records], pa.float64()),
-            "top_error_codes": pa.array(
-                [[msgspec.structs.asdict(c) for c in r.top_error_codes] for r in records],
-                TOP_CODES,
-            ),
-            "group_sends": pa.array([r.group_sends for r in records], pa.int64()),
-            "failure_ratio": pa.array([r.failure_ratio for r in records], pa.float64()),
-            "raised_at": pa.array([r.raised_at_ms for r in records], TS),
-            "raised_at_ms": pa.array([r.raised_at_ms for r in records], pa.int64()),
-        }
-    )
+    return STAGES["alerts"].build(records)
 
 
 def rejects_table(rejects: list[Reject]) -> pa.Table:
-    return pa.table(
-        {
-            "topic": pa.array([r.topic for r in rejects], pa.string()),
-            "partition": pa.array([r.partition for r in rejects], pa.int32()),
-            "offset": pa.array([r.offset for r in rejects], pa.int64()),
-            "error": pa.array([r.error[:2000] for r in rejects], pa.string()),
-            "raw": pa.array([r.raw for r in rejects], pa.binary()),
-        }
-    )
+    return STAGES["rejects"].build(rejects)
 
 
 @dataclass

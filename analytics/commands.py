@@ -5,8 +5,10 @@ Heavy modules are imported inside the commands so ``groupwatch query`` starts qu
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -57,6 +59,43 @@ def _clear_errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
 
 
+# The apply thread takes the GIL back from the fetch thread after every DuckDB call
+# (register, the transaction's script, unregister). With Python's default switch interval
+# (5 ms) each of those waited up to 5 ms (more on a busy host) for a busy fetch thread to
+# let go: applying batches next to a thread building batches with msgspec took 85 us/row
+# instead of 5 (bench/analytics/bench_apply_gil.py, docs/PERFORMANCE-analytics.md).
+# While the sink runs, the interval is 0.2 ms.
+SWITCH_INTERVAL_SECONDS = 0.0002
+
+
+@contextmanager
+def sink_process_tuning() -> Iterator[None]:
+    """The process-wide settings ``groupwatch sink`` runs the sink loop under, restored after.
+
+    Every record allocates several GC-tracked objects (Kafka message, struct, lists) that
+    live until its batch is applied and never form cycles. With automatic collection the
+    collector ran dozens of times per batch, re-scanning every live record each time (a
+    quarter of the sink's CPU in the profile, see docs/PERFORMANCE-analytics.md). So
+    automatic collection is off, objects alive at start (modules, settings) are frozen
+    out of every later scan, and the loop collects between batches
+    (``analytics.sink.GC_EVERY_SECONDS``); the switch interval is
+    ``SWITCH_INTERVAL_SECONDS``. Only the command (and the benches that measure it) sets
+    these: a ``Sink`` run in a test process leaves the interpreter as it found it.
+    """
+    gc_was_enabled = gc.isenabled()
+    gc.freeze()
+    gc.disable()
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+    try:
+        yield
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        gc.unfreeze()
+        sys.setswitchinterval(switch_interval)
+
+
 @click.command()
 @click.option("--log-level", default="INFO", show_default=True, help="Python log level.")
 def sink(log_level: str) -> None:
@@ -76,7 +115,8 @@ def sink(log_level: str) -> None:
         worker = Sink(load_settings())
     worker.install_signal_handlers()
     try:
-        worker.run()
+        with sink_process_tuning():
+            worker.run()
     except BrokerNotReady as exc:
         raise click.ClickException(str(exc)) from exc
     except RuntimeError as exc:

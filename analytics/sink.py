@@ -16,7 +16,6 @@ import ipaddress
 import logging
 import queue
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,21 +39,10 @@ log = logging.getLogger(__name__)
 
 PRUNE_EVERY_SECONDS = 600
 
-# Every record allocates several GC-tracked objects (Kafka message, struct, lists) that
-# live until its batch is applied and never form cycles. With automatic collection the
-# collector ran dozens of times per batch, re-scanning every live record each time (a
-# quarter of the sink's CPU in the profile, see docs/PERFORMANCE-analytics.md). So the
-# loop runs with automatic collection off and collects between batches, every
-# GC_EVERY_SECONDS, for the few cycles other code (HTTP handlers, errors) may leave.
+# While automatic garbage collection is off (``groupwatch sink`` turns it off, see
+# ``sink_process_tuning`` in analytics/commands.py), the loop collects between batches,
+# every GC_EVERY_SECONDS, for the few cycles other code (HTTP handlers, errors) may leave.
 GC_EVERY_SECONDS = 5.0
-
-# The apply thread takes the GIL back from the fetch thread after every DuckDB call
-# (register, the transaction's script, unregister). With Python's default switch interval
-# (5 ms) each of those waited up to 5 ms (more on a busy host) for a busy fetch thread to
-# let go: applying batches next to a thread building batches with msgspec took 85 us/row
-# instead of 5 (bench/analytics/bench_apply_gil.py, docs/PERFORMANCE-analytics.md).
-# While the sink runs, the interval is 0.2 ms.
-SWITCH_INTERVAL_SECONDS = 0.0002
 
 
 def check_loopback(host: str, allow_non_loopback: bool = False) -> None:
@@ -317,7 +305,11 @@ class Sink:
                 continue
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
-        """Serve, snapshot and consume until ``stop()`` (SIGTERM/SIGINT) or ``until()``."""
+        """Serve, snapshot and consume until ``stop()`` (SIGTERM/SIGINT) or ``until()``.
+
+        Changes no process-wide setting: ``groupwatch sink`` runs it inside
+        ``sink_process_tuning`` (analytics/commands.py), an in-process test does not.
+        """
         t = self.topics
         # the broker answers before the sink subscribes (a bounded wait at start, then
         # BrokerNotReady in one sentence)
@@ -331,12 +323,6 @@ class Sink:
         if self.snapshotter is not None:
             self.snapshotter.start()
         last_log = last_prune = last_gc = time.monotonic()
-        # Objects alive now (modules, settings, the caller's data) are never scanned again.
-        gc_was_enabled = gc.isenabled()
-        gc.freeze()
-        gc.disable()
-        switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         ready: queue.Queue[Prepared | BaseException] = queue.Queue(maxsize=1)
         fetcher = threading.Thread(
             target=self._fetch_loop, args=(ready,), name="sink-fetch", daemon=True
@@ -354,7 +340,7 @@ class Sink:
                     raise RuntimeError("the sink's fetch thread failed") from item
                 if item is not None:
                     self.apply_once(item)
-                if time.monotonic() - last_gc >= GC_EVERY_SECONDS:
+                if not gc.isenabled() and time.monotonic() - last_gc >= GC_EVERY_SECONDS:
                     gc.collect()  # between batches: no transaction is open
                     last_gc = time.monotonic()
                 if time.monotonic() - last_prune >= PRUNE_EVERY_SECONDS:
@@ -375,10 +361,6 @@ class Sink:
             log.info("sink stopping")
             self.stopping.set()
             fetcher.join()  # it returns within one consume() timeout
-            if gc_was_enabled:
-                gc.enable()
-            gc.unfreeze()
-            sys.setswitchinterval(switch_interval)
             self.close()
 
     def stop(self, *_: object) -> None:

@@ -59,7 +59,6 @@ class IngressServer(BaseApplication):
         port: int | None = None,
         workers: int | None = None,
         threads: int | None = None,
-        wsgi_app: str | None = None,
     ) -> None:
         self._settings = settings
         self._options: dict[str, Any] = {
@@ -80,22 +79,13 @@ class IngressServer(BaseApplication):
             "worker_exit": _worker_exit,
             "child_exit": _child_exit,
         }
-        self._wsgi_app = wsgi_app  # benchmark only: "module:attr" instead of the ingress
         super().__init__()
 
     def load_config(self) -> None:
         for key, value in self._options.items():
             self.cfg.set(key, value)
-        if self._wsgi_app:
-            self.cfg.set("post_worker_init", lambda worker: None)
-            self.cfg.set("worker_exit", lambda server, worker: None)
 
     def load(self) -> Any:
-        if self._wsgi_app:
-            import importlib
-
-            module, _, attr = self._wsgi_app.partition(":")
-            return getattr(importlib.import_module(module), attr)
         from ingest.app import create_app
         from ingest.logs import configure
 

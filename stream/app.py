@@ -10,7 +10,6 @@ they were made.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import time
@@ -43,7 +42,6 @@ BATCH_WITHIN_S = 0.05
 CHANGELOG_LINGER_MS = 20  # producer linger: produce requests carry many records
 PRODUCER_MAX_BATCH_BYTES = 1 << 20
 COMMIT_EVERY = 200_000  # records; the commit timer (1 s) usually commits first
-GC_THRESHOLDS = (100_000, 50, 1000)  # CPython's defaults are (700, 10, 10)
 METRICS_TYPE = "text/plain; version=0.0.4"  # aiohttp sets the charset itself
 # a topic-partition whose last fetch response is older than this counts as unread
 # (paused, or the broker is unreachable: its high watermark is not known to be current)
@@ -398,9 +396,6 @@ def run(settings: Settings, *, web_port: int, worker_dir: Path, loglevel: str) -
 
     faust_compat.require()  # the exact faust / aiokafka / mode it was built for
     check_topics(settings)
-    # the state holds many long-lived small objects (dedup histories, aggregates): fewer
-    # cyclic-GC passes over them (they were ~10 % of the profile with the defaults)
-    gc.set_threshold(*GC_THRESHOLDS)
     lock = prepare_dir(worker_dir)
     worker = StreamWorker(
         settings, web_port=web_port, worker_dir=worker_dir, seen=topics_seen(settings)

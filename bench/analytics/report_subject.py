@@ -14,13 +14,13 @@ import statistics
 import time
 from pathlib import Path
 
+from guarded_select import run_select  # this script's folder: the harness's, any subject
 from rich.console import Console
 
 import analytics
 from analytics.db import open_read_only
 from analytics.report import ReportParams, build_report, report_queries
 from analytics.report_view import print_report
-from analytics.served import run_select
 
 
 def main() -> None:

@@ -12,11 +12,11 @@ from typing import Any
 
 import click
 
-from analytics.apply import INSERT_EXCEPTIONS_UNIQUE
 from analytics.batch import exceptions_table
 from analytics.db import open_writer
 from analytics.migrations import migrate
 from bench import events as inputs
+from bench.analytics.oneshot import INSERT_EXCEPTIONS_UNIQUE
 from bench.analytics.sinkproc import Sink
 from bench.harness import REFERENCE, Run, Subject, common_options, kafka_option, subjects
 from bench.stats import ratio

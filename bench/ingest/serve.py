@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from wsgi_server import WsgiAppServer  # bench/ingest, the script's own folder
+
 from groupwatch.contracts import load_settings
 from ingest.server import IngressServer, prepare_metrics_dir
 
@@ -26,13 +28,11 @@ def main() -> None:
         overrides["publish_timeout_ms"] = int(os.environ.get("BENCH_PUBLISH_TIMEOUT_MS", "800"))
     settings = load_settings(**overrides)
     prepare_metrics_dir()
-    IngressServer(
-        settings,
-        port=args.port,
-        workers=args.workers,
-        threads=args.threads,
-        wsgi_app="bare_app:app" if args.mode == "bare" else None,
-    ).run()
+    options = {"port": args.port, "workers": args.workers, "threads": args.threads}
+    if args.mode == "bare":
+        WsgiAppServer(settings, "bare_app:app", **options).run()
+    else:
+        IngressServer(settings, **options).run()
 
 
 if __name__ == "__main__":

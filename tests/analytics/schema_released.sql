@@ -1,0 +1,160 @@
+-- The schema as released: the SQL of each migration exactly as groupwatch ran it before
+-- analytics/tables.py (analytics/migrations.py at 02c29c6). tests/analytics/test_tables.py
+-- builds a database with it, as that release's sink did, and migrates it. Never edit a
+-- released migration here: add the next one.
+
+-- migration 1: tables: exceptions, sends, failure windows, alerts, offsets
+CREATE TABLE exceptions (
+    event_id          VARCHAR PRIMARY KEY,
+    sdkappid          VARCHAR NOT NULL,
+    callback_command  VARCHAR NOT NULL,
+    group_id          VARCHAR NOT NULL,
+    group_type        VARCHAR,
+    from_account      VARCHAR,
+    operator_account  VARCHAR,
+    random            BIGINT,
+    online_only       BOOLEAN,
+    msg_types         VARCHAR[],
+    error_code        INTEGER NOT NULL,
+    error_info        VARCHAR,
+    error_category    VARCHAR NOT NULL,
+    event_time        TIMESTAMPTZ NOT NULL,
+    received_at       TIMESTAMPTZ NOT NULL,
+    client_ip         VARCHAR,
+    platform          VARCHAR,
+    extra             JSON,
+    msg_body          JSON,
+    cloud_custom_data VARCHAR
+);
+
+CREATE TABLE send_ids (
+    event_id   VARCHAR PRIMARY KEY,
+    event_time TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE sends_minutely (
+    sdkappid VARCHAR NOT NULL,
+    group_id VARCHAR NOT NULL,
+    minute   TIMESTAMPTZ NOT NULL,
+    sends    BIGINT NOT NULL,
+    PRIMARY KEY (sdkappid, group_id, minute)
+);
+
+CREATE TABLE failure_windows (
+    sdkappid            VARCHAR NOT NULL,
+    group_id            VARCHAR NOT NULL,
+    group_type          VARCHAR,
+    error_code          INTEGER NOT NULL,
+    error_category      VARCHAR NOT NULL,
+    window_start        TIMESTAMPTZ NOT NULL,
+    window_end          TIMESTAMPTZ NOT NULL,
+    failures            BIGINT NOT NULL,
+    failures_per_minute DOUBLE NOT NULL,
+    senders             BIGINT NOT NULL,
+    first_event_time    TIMESTAMPTZ NOT NULL,
+    last_event_time     TIMESTAMPTZ NOT NULL,
+    group_failures      BIGINT NOT NULL,
+    group_sends         BIGINT,
+    failure_ratio       DOUBLE,
+    final               BOOLEAN NOT NULL,
+    updated_at          TIMESTAMPTZ NOT NULL,
+    updated_at_ms       BIGINT NOT NULL,
+    PRIMARY KEY (sdkappid, group_id, error_code, window_start)
+);
+
+CREATE TABLE alerts (
+    sdkappid        VARCHAR NOT NULL,
+    group_id        VARCHAR NOT NULL,
+    group_type      VARCHAR,
+    window_start    TIMESTAMPTZ NOT NULL,
+    window_end      TIMESTAMPTZ NOT NULL,
+    reason          VARCHAR NOT NULL,
+    failures        BIGINT NOT NULL,
+    threshold       BIGINT NOT NULL,
+    baseline        DOUBLE,
+    baseline_factor DOUBLE NOT NULL,
+    top_error_codes STRUCT(error_code INTEGER, error_category VARCHAR, failures BIGINT)[],
+    group_sends     BIGINT,
+    failure_ratio   DOUBLE,
+    raised_at       TIMESTAMPTZ NOT NULL,
+    raised_at_ms    BIGINT NOT NULL,
+    PRIMARY KEY (sdkappid, group_id, window_start, reason)
+);
+
+CREATE TABLE kafka_offsets (
+    topic       VARCHAR NOT NULL,
+    "partition" INTEGER NOT NULL,
+    next_offset BIGINT NOT NULL,
+    updated_at  TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (topic, "partition")
+);
+
+CREATE TABLE sink_rejects (
+    topic       VARCHAR NOT NULL,
+    "partition" INTEGER NOT NULL,
+    "offset"    BIGINT NOT NULL,
+    error       VARCHAR NOT NULL,
+    raw         BLOB,
+    rejected_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (topic, "partition", "offset")
+);
+
+-- migration 2: views: trend, top groups, error breakdown, ratios
+CREATE VIEW failure_trend_minute AS
+SELECT date_trunc('minute', event_time) AS minute,
+       sdkappid,
+       error_code,
+       any_value(error_category) AS error_category,
+       count(*) AS failures,
+       count(DISTINCT group_id) AS groups
+FROM exceptions
+GROUP BY ALL;
+
+CREATE VIEW top_groups_24h AS
+WITH f AS (
+    SELECT sdkappid, group_id, count(*) AS failures,
+           count(DISTINCT from_account) AS senders,
+           mode(error_code) AS top_error_code,
+           max(event_time) AS last_failure
+    FROM exceptions
+    WHERE event_time >= now() - INTERVAL 24 HOUR
+    GROUP BY ALL
+), s AS (
+    SELECT sdkappid, group_id, sum(sends)::BIGINT AS sends
+    FROM sends_minutely
+    WHERE minute >= date_trunc('minute', now() - INTERVAL 24 HOUR)
+    GROUP BY ALL
+), apps_with_sends AS (SELECT DISTINCT sdkappid FROM sends_minutely)
+SELECT f.sdkappid, f.group_id, f.failures, f.senders, f.top_error_code, f.last_failure,
+       CASE WHEN a.sdkappid IS NOT NULL THEN coalesce(s.sends, 0) END AS sends,
+       CASE WHEN a.sdkappid IS NOT NULL
+            THEN f.failures / (f.failures + coalesce(s.sends, 0)) END AS failure_ratio
+FROM f
+LEFT JOIN s USING (sdkappid, group_id)
+LEFT JOIN apps_with_sends a ON a.sdkappid = f.sdkappid
+ORDER BY f.failures DESC, f.sdkappid, f.group_id;
+
+CREATE VIEW error_breakdown AS
+SELECT sdkappid, error_category,
+       count(*) AS failures,
+       count(DISTINCT error_code) AS error_codes,
+       count(DISTINCT group_id) AS groups,
+       count(*) / sum(count(*)) OVER (PARTITION BY sdkappid) AS share
+FROM exceptions
+GROUP BY sdkappid, error_category;
+
+CREATE VIEW failure_ratio_by_group AS
+WITH f AS (
+    SELECT sdkappid, group_id, count(*) AS failures FROM exceptions GROUP BY ALL
+), s AS (
+    SELECT sdkappid, group_id, sum(sends)::BIGINT AS sends FROM sends_minutely GROUP BY ALL
+), apps_with_sends AS (SELECT DISTINCT sdkappid FROM sends_minutely)
+SELECT sdkappid, group_id,
+       coalesce(f.failures, 0) AS failures,
+       CASE WHEN a.sdkappid IS NOT NULL THEN coalesce(s.sends, 0) END AS sends,
+       CASE WHEN a.sdkappid IS NOT NULL
+            THEN coalesce(f.failures, 0) / (coalesce(f.failures, 0) + coalesce(s.sends, 0))
+       END AS failure_ratio
+FROM f
+FULL OUTER JOIN s USING (sdkappid, group_id)
+LEFT JOIN apps_with_sends a USING (sdkappid);

@@ -11,7 +11,6 @@ closed (end + grace before the load stopped) count; the tail windows are not mea
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ import click
 import requests
 
 from bench.harness import Run, Subject, common_options, kafka_option, stop_group, subjects
+from bench.processes import clean_env
 from bench.stats import percentile
 from groupwatch.simulate.generator import Generator, Planned, SimConfig
 from groupwatch.simulate.ledger import Ledger
@@ -61,11 +61,7 @@ class TimedSender(Sender):
 def stage_env(
     bootstrap: str, tmp: Path, prefix: str, window: int, grace: int, groups_partitions: int
 ) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("GROUPWATCH_") and k != "PROMETHEUS_MULTIPROC_DIR"
-    }
+    env = clean_env()
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         GROUPWATCH_STATE_DIR=str(tmp / "state"),

@@ -4,7 +4,6 @@ ingress's own server settings, with wrk over keep-alive connections."""
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ from bench.harness import (
     stop_group,
     subjects,
 )
+from bench.processes import clean_env, granian_argv
 from bench.stats import median, ratio
 from tests.support.ports import free_port
 from tests.support.processes import children, cpu_seconds, wait_http_ok
@@ -50,22 +50,9 @@ class Target:
             if mode == "spool":  # no broker answers: every event goes to the spool
                 env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{free_port()}"
             env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-", dir=state)
-            argv = [
-                str(Path(sys.executable).with_name("granian")),
-                "--interface",
-                "wsgi",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                "2",
-                "--blocking-threads",
-                "32",
-                "--working-dir",
-                str(HERE),
-                "bare_app:app" if mode == "bare" else "ingest.wsgi:app",
-            ]
+            argv = granian_argv(
+                self.port, "bare_app:app" if mode == "bare" else "ingest.wsgi:app", HERE
+            )
         else:
             argv = [
                 sys.executable,
@@ -183,11 +170,7 @@ def command(
     if not names or set(names) - {"granian", "gunicorn"}:
         raise click.ClickException(f"--servers {servers}: granian and/or gunicorn")
     state = Path(tempfile.mkdtemp(prefix="gw-bench-ingest-"))
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("GROUPWATCH_") and k != "PROMETHEUS_MULTIPROC_DIR"
-    }
+    env = clean_env()
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         GROUPWATCH_TOPIC_PREFIX=f"gwbench-{uuid.uuid4().hex[:8]}",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -16,6 +15,7 @@ from typing import Any
 import click
 
 from bench.harness import Run, Subject, common_options, kafka_option, stop_group, subjects
+from bench.processes import granian_argv
 from bench.stats import percentile
 from bench.stream.worker import StreamWorker
 from groupwatch.admin.topics import create_topics
@@ -36,20 +36,7 @@ def under_load(
     env = settings_env(settings)
     env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-", dir=tmp)
     port = free_port()
-    argv = [
-        str(Path(sys.executable).with_name("granian")),
-        "--interface",
-        "wsgi",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "--blocking-threads",
-        "32",
-        "ingest.wsgi:app",
-    ]
+    argv = granian_argv(port, "ingest.wsgi:app")
     log = open(tmp / "ingress.log", "ab")  # noqa: SIM115
     ingress = subject.popen(argv, env, log)
     worker = StreamWorker(subject, settings, tmp / "worker")

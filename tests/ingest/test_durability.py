@@ -17,6 +17,7 @@ from groupwatch.contracts import ExceptionEvent, Settings, Topics, decode
 from tests.support.callbacks import APPID, Load, event_id_of, exception_body, query
 from tests.support.ingest import ServerProcess
 from tests.support.kafka import read_topic
+from tests.support.metrics import metric
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.kafka
@@ -31,11 +32,8 @@ def event_ids(settings: Settings, expect: int, timeout: float = 60.0) -> Counter
 
 def spooled_count(client: FlaskClient) -> float:
     """The process-wide count of spooled publishes from /metrics."""
-    prefix = 'groupwatch_ingest_publish_seconds_count{outcome="spooled"} '
-    for line in client.get("/metrics").get_data(as_text=True).splitlines():
-        if line.startswith(prefix):
-            return float(line[len(prefix) :])
-    return 0.0
+    text = client.get("/metrics").get_data(as_text=True)
+    return metric(text, "groupwatch_ingest_publish_seconds_count", outcome="spooled")
 
 
 def test_unreachable_broker_spools_and_a_restart_drains_exactly_once(

@@ -96,7 +96,7 @@ class StreamWorker:
             store="rocksdb://",
             datadir=str(worker_dir),
             topic_partitions=n,
-            topic_replication_factor=settings.replication_factor,
+            topic_replication_factor=settings.replication_factor or 1,
             web_port=web_port,
             web_bind="127.0.0.1",
             web_host="127.0.0.1",
@@ -392,9 +392,10 @@ class StreamWorker:
 
 def run(settings: Settings, *, web_port: int, worker_dir: Path, loglevel: str) -> None:
     """Check the topics, prepare the local dir and run a worker until stopped."""
-    from stream.setup import check_topics, prepare_dir, topics_seen
+    from stream.setup import check_topics, prepare_dir, resolved_replication, topics_seen
 
     faust_compat.require()  # the exact faust / aiokafka / mode it was built for
+    settings = resolved_replication(settings)
     check_topics(settings)
     lock = prepare_dir(worker_dir)
     worker = StreamWorker(

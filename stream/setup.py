@@ -13,7 +13,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.records import EventKind
-from groupwatch.contracts.startup import QUIET_CLIENT, list_topics, until_ready, wait_for_leaders
+from groupwatch.contracts.replication import replication_for
+from groupwatch.contracts.startup import (
+    QUIET_CLIENT,
+    cluster_brokers,
+    list_topics,
+    until_ready,
+    wait_for_leaders,
+)
 
 
 class StreamSetupError(RuntimeError):
@@ -23,6 +30,16 @@ class StreamSetupError(RuntimeError):
 def ticks_topic(settings: Settings) -> str:
     """Internal topic carrying wall-clock ticks to every partition (updates, idle close)."""
     return f"{settings.stream_app_id}-ticks"
+
+
+def resolved_replication(settings: Settings) -> Settings:
+    """``settings`` with the replication factor and min ISR the cluster's size gives
+    (``replication_for``): the worker's changelog and ticks topics are created with them."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **QUIET_CLIENT})
+    rep = replication_for(settings, cluster_brokers(admin, settings))
+    return settings.model_copy(
+        update={"replication_factor": rep.factor, "min_insync_replicas": rep.min_isr}
+    )
 
 
 def check_topics(settings: Settings, timeout: float = 20.0) -> None:
@@ -54,9 +71,10 @@ def check_topics(settings: Settings, timeout: float = 20.0) -> None:
         if len(meta[ticks].partitions) != settings.partitions:
             raise StreamSetupError(f"{ticks} exists with another partition count")
         return
-    spec = NewTopic(
-        ticks, settings.partitions, settings.replication_factor, config={"retention.ms": "3600000"}
-    )
+    config = {"retention.ms": "3600000"}
+    if settings.min_insync_replicas is not None:
+        config["min.insync.replicas"] = str(settings.min_insync_replicas)
+    spec = NewTopic(ticks, settings.partitions, settings.replication_factor or 1, config=config)
 
     def create(t: float) -> None:
         try:

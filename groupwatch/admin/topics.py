@@ -9,8 +9,10 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from groupwatch.contracts import Settings, TopicSpec, topic_specs
+from groupwatch.contracts.replication import Replication, replication_for
 from groupwatch.contracts.startup import (
     QUIET_CLIENT,
+    cluster_brokers,
     is_transient,
     list_topics,
     until_ready,
@@ -34,7 +36,18 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient({"bootstrap.servers": settings.bootstrap_servers, **QUIET_CLIENT})
 
 
-def create_topics(settings: Settings, timeout: float | None = None) -> list[TopicResult]:
+def cluster_replication(
+    settings: Settings, admin: AdminClient | None = None, timeout: float | None = None
+) -> Replication:
+    """The replication of new topics on the cluster ``settings`` point at
+    (``ReplicationError`` when the configured factor or min ISR cannot work there)."""
+    client = admin or admin_client(settings)
+    return replication_for(settings, cluster_brokers(client, settings, timeout))
+
+
+def create_topics(
+    settings: Settings, timeout: float | None = None, replication: Replication | None = None
+) -> list[TopicResult]:
     """Create the missing topics; leave existing ones as they are.
 
     Transient broker conditions (broker not up yet, no controller, timeouts) are retried
@@ -42,12 +55,16 @@ def create_topics(settings: Settings, timeout: float | None = None) -> list[Topi
     ``BrokerNotReady`` says so in one sentence. Returns once every new topic's partitions
     have a leader.
 
+    The replication factor and min ISR come from the cluster's size (``replication_for``):
+    ``ReplicationError`` refuses a factor larger than the cluster.
+
     Raises ``TopicMismatchError`` when an existing topic's partition count differs from
     ``GROUPWATCH_PARTITIONS``: keys would land on other partitions and Faust refuses to
     start (PartitionsMismatch), so this is reported instead of silently accepted.
     """
     admin = admin_client(settings)
-    specs = topic_specs(settings)
+    rep = replication or cluster_replication(settings, admin, timeout)
+    specs = topic_specs(settings, rep)
     metadata = list_topics(admin, settings, timeout)
     existing = {name: len(meta.partitions) for name, meta in metadata.items()}
 

@@ -15,7 +15,8 @@ _ERRORS = (BrokerError, PrerequisiteMissing, JarResolutionError)
 
 @click.group()
 def kafka() -> None:
-    """Run a local single-node Kafka broker (KRaft) from Maven Central jars.
+    """Run a local Kafka broker (KRaft) from Maven Central jars; GROUPWATCH_KAFKA_BROKERS=3
+    runs a 3-node cluster (each node broker + controller, a 3-voter quorum).
 
     With KAFKA_BOOTSTRAP_SERVERS set, nothing local is started: that cluster is used.
     """
@@ -38,7 +39,8 @@ def stop() -> None:
 @kafka.command()
 @clear_errors(*_ERRORS)
 def status() -> None:
-    """Say whether the broker runs; exit status 3 when it does not."""
+    """Say whether the broker runs (a cluster: the bootstrap list and each node's pid);
+    exit status 3 when it (or any node) does not."""
     result = LocalKafka(load_settings()).status()
     click.echo(result.message)
     if not result.running:

@@ -38,7 +38,16 @@ class Settings(BaseSettings):
     )
     kafka_port: int = Field(9092, description="Local broker PLAINTEXT port (127.0.0.1).")
     kafka_controller_port: int = Field(9093, description="Local broker KRaft controller port.")
-    kafka_heap: str = Field("512m", description="Local broker JVM heap (-Xmx/-Xms).")
+    kafka_heap: str = Field("512m", description="Local broker JVM heap per node (-Xmx/-Xms).")
+    kafka_brokers: int = Field(
+        1,
+        ge=1,
+        le=9,
+        description="Nodes of the local KRaft cluster (combined broker + controller each): "
+        "brokers on consecutive ports from GROUPWATCH_KAFKA_PORT, controllers on consecutive "
+        "ports from GROUPWATCH_KAFKA_CONTROLLER_PORT (moved past the broker ports if the two "
+        "ranges overlap).",
+    )
     state_dir: Path = Field(Path(".groupwatch"), description="Local state: broker data, spool.")
     kafka_data_dir: Path | None = Field(
         None, description="Local broker data dir (default <state_dir>/kafka)."
@@ -49,7 +58,18 @@ class Settings(BaseSettings):
     )
     topic_prefix: str = Field("groupwatch", description="Prefix of every topic name.")
     partitions: int = Field(6, ge=1, description="Partitions of every pipeline topic.")
-    replication_factor: int = Field(1, ge=1, description="Replication factor of new topics.")
+    replication_factor: int | None = Field(
+        None,
+        ge=1,
+        description="Replication factor of new topics (default: 3 on a cluster of 3 or more "
+        "brokers, else 1).",
+    )
+    min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="min.insync.replicas of new topics (default: 2 when the replication "
+        "factor is 3 or more, else the broker's setting).",
+    )
     retention_hours: int = Field(168, ge=1, description="Retention of event topics (hours).")
     startup_timeout_seconds: float = Field(
         90.0,
@@ -259,7 +279,24 @@ class Settings(BaseSettings):
     @property
     def bootstrap_servers(self) -> str:
         """Where every client connects: the external cluster, or the local broker."""
-        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+        return self.kafka_bootstrap_servers or ",".join(
+            f"127.0.0.1:{port}" for port in self.kafka_broker_ports
+        )
+
+    @property
+    def kafka_broker_ports(self) -> list[int]:
+        """The local nodes' PLAINTEXT ports: consecutive from ``kafka_port``."""
+        return [self.kafka_port + i for i in range(self.kafka_brokers)]
+
+    @property
+    def kafka_controller_ports(self) -> list[int]:
+        """The local nodes' controller ports: consecutive from ``kafka_controller_port``,
+        or right after the broker ports when the two ranges would overlap (the defaults
+        9092 / 9093 with 3 nodes: brokers 9092-9094, controllers 9095-9097)."""
+        n, first = self.kafka_brokers, self.kafka_controller_port
+        if n > 1 and self.kafka_port <= first + n - 1 and first <= self.kafka_port + n - 1:
+            first = self.kafka_port + n
+        return [first + i for i in range(n)]
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -233,3 +233,17 @@ def wait_for_leaders(
         settings=settings,
         timeout=timeout,
     )
+
+
+def cluster_brokers(client: _HasMetadata, settings: Settings, timeout: float | None = None) -> int:
+    """How many brokers the cluster has: those the metadata lists (live ones), and at least
+    GROUPWATCH_KAFKA_BROKERS for the local cluster (a node restarting still counts)."""
+
+    def attempt(t: float) -> int:
+        brokers = len(client.list_topics(timeout=t).brokers)
+        if brokers == 0:
+            raise NotReadyYet("the metadata lists no broker")
+        return brokers
+
+    live = until_ready("counting the brokers", attempt, settings=settings, timeout=timeout)
+    return live if settings.uses_external_kafka else max(live, settings.kafka_brokers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from groupwatch.contracts.replication import Replication, replication_for
 from groupwatch.contracts.settings import Settings
 
 # Suffixes after the configurable prefix (default "groupwatch").
@@ -55,13 +56,26 @@ class Topics:
         return cls.for_prefix(settings.topic_prefix)
 
 
-def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """Every topic the pipeline uses, with partitions and configs from the settings."""
+def topic_specs(settings: Settings, replication: Replication | None = None) -> list[TopicSpec]:
+    """Every topic the pipeline uses, with partitions and configs from the settings.
+
+    ``replication`` (``replication_for`` the cluster's size) gives the factor and min ISR;
+    without it, a one-broker cluster is assumed.
+    """
+    rep = replication or replication_for(settings, settings.replication_factor or 1)
+    specs = _specs(settings, rep.factor)
+    return [
+        TopicSpec(s.name, s.partitions, s.replication_factor, {**rep.config, **s.config}, s.doc)
+        for s in specs
+    ]
+
+
+def _specs(settings: Settings, rf: int) -> list[TopicSpec]:
     t = Topics.from_settings(settings)
     retention = str(settings.retention_hours * HOUR_MS)
     long_retention = str(max(settings.retention_hours, 720) * HOUR_MS)
     events = {"cleanup.policy": "delete", "retention.ms": retention}
-    n, rf = settings.partitions, settings.replication_factor
+    n = settings.partitions
     return [
         TopicSpec(t.exceptions, n, rf, events, "normalized Group.CallbackSendMsgException events"),
         TopicSpec(t.sends, n, rf, events, "normalized Group.CallbackAfterSendMsg events"),

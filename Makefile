@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast lint format run stop kafka topics schemas clean \
+.PHONY: install test test-fast test-cluster lint format run stop kafka topics schemas clean \
 	bench bench-table bench-ingest bench-stream bench-analytics docker-images compose-test
 
 install: $(STAMP)
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml constraints.txt
 ## KAFKA_BOOTSTRAP_SERVERS points at one.
 test: install
 	$(BIN)/pytest
+
+## The cluster fault suite on a local 3-node KRaft cluster (opt-in; CI runs it after `test`).
+test-cluster: install
+	GROUPWATCH_CLUSTER_TEST=1 $(BIN)/pytest tests/cluster
 
 ## Only the tests that need no broker.
 test-fast: install

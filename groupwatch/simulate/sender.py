@@ -84,6 +84,7 @@ class Sender:
         self.clock = clock
         self._completion = _Completion()
         self._local = threading.local()
+        self.reply_seconds: list[float] = []  # every answered request's reply time
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
@@ -140,6 +141,7 @@ class Sender:
                     timeout=self.options.timeout_s,
                 )
                 status, error = response.status_code, None
+                self.reply_seconds.append(time.monotonic() - began)
                 if time.monotonic() - began > self.options.slow_s:
                     self.ledger.count("slow_answers")
                 if status != 200:

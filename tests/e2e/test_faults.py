@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +19,9 @@ import pytest
 import requests
 
 from groupwatch.contracts import Settings, Topics
-from groupwatch.simulate.compare import compare_failures, compare_raw_sends
-from groupwatch.simulate.generator import Generator, SimConfig
-from groupwatch.simulate.ledger import Ledger
-from groupwatch.simulate.sender import Sender, SendOptions
 from groupwatch.simulate.signing import App
-from tests.e2e.late import late_diagnosis
+from tests.support.exactness import assert_duckdb_equals_ledger
+from tests.support.load import Load
 from tests.support.ports import free_port
 from tests.support.processes import BrokerProcess, StageProcess, clean_env, groupwatch
 
@@ -113,52 +109,8 @@ class Stack:
         return int(sum(float(v) for v in found))
 
 
-class Load:
-    """The simulator's Python API on a thread: paced, retrying, writing one ledger."""
-
-    def __init__(self, url: str) -> None:
-        self.config = SimConfig(
-            apps=APPS,
-            event_time_start_ms=int(time.time() * 1000),
-            step_ms=1000.0 / RATE,
-            seed=11,
-            groups=60,
-            window_seconds=WINDOW_S,
-            grace_seconds=GRACE_S,
-            dup_rate=0.03,
-            late_rate=0.01,
-            storm_start=2000,
-            storm_length=600,
-        )
-        self.generator = Generator(self.config)
-        self.ledger = Ledger(WINDOW_S, GRACE_S)
-        options = SendOptions(
-            url=f"{url}/callback",
-            connections=4,
-            rate=RATE,
-            timeout_s=5.0,
-            retry_for_s=RETRY_FOR_S,
-        )
-        self.sender = Sender(options, self.ledger)
-        self.stopping = threading.Event()
-        self.sent = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        self.sent = self.sender.run(self.generator, stop=self.stopping)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def finish(self) -> dict[str, Any]:
-        """Stop the load, then close every window of the run with the flush events."""
-        self.stopping.set()
-        self.thread.join(120)
-        assert not self.thread.is_alive(), "the load did not stop"
-        flush = self.generator.flush_events()
-        self.sender.run(flush)
-        self.sent += len(flush)
-        return self.ledger.to_dict()
+def make_load(url: str) -> Load:
+    return Load(url, APPS, rate=RATE, window_s=WINDOW_S, grace_s=GRACE_S, retry_for_s=RETRY_FOR_S)
 
 
 def fault_kill(stage: StageProcess) -> dict[str, Any]:
@@ -186,7 +138,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 def test_faults_mid_load_lose_nothing_and_count_nothing_twice(stack: Stack) -> None:
     began = time.monotonic()
-    load = Load(stack.ingress_url)
+    load = make_load(stack.ingress_url)
     load.start()
     faults: dict[str, dict[str, Any]] = {}
     time.sleep(BETWEEN_FAULTS_S)
@@ -246,35 +198,16 @@ def test_faults_mid_load_lose_nothing_and_count_nothing_twice(stack: Stack) -> N
     assert totals["duplicates_ok"] > 0 and totals["late"] > 0, totals
 
     # DuckDB equals what was answered 200: windows, sends, raw exceptions by event_id.
-    expected_exceptions = load.ledger.answered_event_ids("exception")
-    deadline = time.monotonic() + 240
-    while True:
-        windows = stack.query(
-            "SELECT sdkappid, group_id, error_code, epoch_ms(window_start) AS ws, failures, "
-            "senders, final FROM failure_windows"
-        )
-        sends = stack.query(
-            "SELECT sdkappid, group_id, epoch_ms(minute) AS ws, sends FROM sends_minutely"
-        )
-        stored_ids = [r["event_id"] for r in stack.query("SELECT event_id FROM exceptions")]
-        failures_cmp = compare_failures(ledger, windows)
-        sends_cmp = compare_raw_sends(ledger, sends)
-        if failures_cmp.equal and sends_cmp.equal and set(stored_ids) == expected_exceptions:
-            break
-        if time.monotonic() > deadline:
-            missing = expected_exceptions - set(stored_ids)
-            extra = set(stored_ids) - expected_exceptions
-            pytest.fail(
-                f"after the faults DuckDB differs from the 200s: {failures_cmp.summary()}; "
-                f"{sends_cmp.summary()}; exceptions missing {len(missing)}, unexpected "
-                f"{len(extra)}; first differences "
-                f"{sorted(failures_cmp.differences.items(), key=str)[:5]}; faults {faults}; "
-                + late_diagnosis(stack.bootstrap, stack.topics.late_events, ledger, failures_cmp)
-            )
-        time.sleep(3)
-    assert len(stored_ids) == len(set(stored_ids))
+    failure_cells, send_cells = assert_duckdb_equals_ledger(
+        stack.query,
+        load,
+        ledger,
+        bootstrap=stack.bootstrap,
+        late_topic=stack.topics.late_events,
+        context=f"faults {faults}",
+    )
     print(
         f"sent {load.sent} callbacks in {load_s:.0f} s, {totals['failures']} failures and "
-        f"{totals['sends']} sends in {failures_cmp.expected_cells} + {sends_cmp.expected_cells} "
+        f"{totals['sends']} sends in {failure_cells} + {send_cells} "
         f"cells; caught up {time.monotonic() - began - load_s:.0f} s later"
     )

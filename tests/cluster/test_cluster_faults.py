@@ -137,7 +137,10 @@ class ClusterStack:
     def drain(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while any(self.spooled()):
-            assert time.monotonic() < deadline, "an ingress spool did not drain"
+            assert time.monotonic() < deadline, (
+                f"an ingress spool did not drain: {self.spooled()} "
+                + " ".join(f"{i.name}: {i.log_tail(4000)}" for i in self.ingress)
+            )
             time.sleep(0.5)
 
     def query(self, sql: str) -> list[dict[str, Any]]:

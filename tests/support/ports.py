@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import socket
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -13,11 +15,12 @@ def free_port() -> int:
 
 
 def free_port_run(count: int, attempts: int = 200) -> int:
-    """The first of ``count`` consecutive free ports (a local cluster's brokers)."""
+    """The first of ``count`` consecutive free ports (a local cluster's brokers), below the
+    kernel's ephemeral range: there, a client's outgoing connection (one node's to another,
+    say) can take a port between the check and the node's bind."""
+    low = _ephemeral_low()
     for _ in range(attempts):
-        first = free_port()
-        if first + count > 65535:
-            continue
+        first = random.randrange(max(1024, low - 12000), low - count)
         sockets = []
         try:
             for port in range(first, first + count):
@@ -31,3 +34,10 @@ def free_port_run(count: int, attempts: int = 200) -> int:
             for s in sockets:
                 s.close()
     raise RuntimeError(f"no run of {count} free ports found")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768

@@ -49,6 +49,7 @@ class Receiver:
     kind: str
     script: list[Answer] = field(default_factory=list)
     refuse: Callable[[bytes], bool] = lambda _body: False
+    delay: float = 0.0  # every answer waits this long (a slow but working receiver)
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
@@ -61,6 +62,8 @@ class Receiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if outer.delay:
+                    time.sleep(outer.delay)
                 status, headers, payload = outer.answer(body)
                 if status == -1:  # slow: answer only after the client gave up
                     time.sleep(SLOW_S)

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 RAW_KEEP_BYTES = 256 * 1024  # of a malformed record, kept in its notify-failures record
 POLL_SECONDS = 0.5
+STATE_SAVE_SECONDS = 5.0  # the longest a batch without notices leaves the state unsaved
 
 
 def _now_ms() -> int:
@@ -91,6 +92,7 @@ class Notifier:
             {"bootstrap.servers": s.bootstrap_servers, "enable.idempotence": True, "linger.ms": 5}
         )
         self._produce_errors: list[str] = []
+        self._saved_at = 0.0
         self._labels = {
             self.topics.alerts: "alerts",
             self.topics.failure_windows: "failure-windows",
@@ -174,11 +176,22 @@ class Notifier:
                 failures.extend(f.result())  # Stopping from a channel propagates
         if failures:
             self._record_failures(failures)
-        self.state_file.save(self.state)
+        # A batch that sent nothing and suppressed nothing changed only the watermark (and
+        # pruned cooldowns): committing it asynchronously, with the state saved every few
+        # seconds, loses nothing a restart needs (a lower watermark only delays a quiet
+        # "resolved"). The failure-windows updates make most batches like that.
+        quiet = not planned.notices and not failures and not planned.suppressed
+        now = time.monotonic()
+        if not quiet or now - self._saved_at >= STATE_SAVE_SECONDS:
+            self.state_file.save(self.state)
+            self._saved_at = now
         if offsets:
             tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
             try:
-                self.consumer.commit(offsets=tps, asynchronous=False)
+                if quiet:
+                    self.consumer.commit(offsets=tps, asynchronous=True)
+                else:
+                    self.consumer.commit(offsets=tps, asynchronous=False)
             except KafkaException as exc:  # e.g. a rebalance: the batch may be read again
                 log.warning("offset commit failed (the batch may be delivered again): %s", exc)
 

@@ -283,3 +283,44 @@ def test_sigkill_mid_delivery_loses_nothing_and_repeats_only_the_batch_in_flight
     finally:
         proc.stop()
         webhook.stop()
+
+
+def test_a_crowded_window_and_the_rate_limit_give_digests_and_drop_nothing(
+    make_settings: Callable[..., Settings], topics: Topics, topic_prefix: str, tmp_path: Path
+) -> None:
+    wecom = Receiver("wecom").start()
+    settings = notify_settings(
+        make_settings,
+        topic_prefix,
+        notify_wecom_url=wecom.url,
+        notify_wecom_per_minute=3,
+        notify_digest_threshold=4,
+    )
+    proc = notify_process(settings, tmp_path)
+    crowd = [f"c{i}" for i in range(4)]  # one window: a digest
+    later = [f"h{i}" for i in range(5)]  # a window each: beyond the limit, a digest
+    try:
+        proc.start()
+        produce_alerts(
+            settings,
+            topics,
+            [
+                *(alert(g) for g in crowd),
+                *(alert(g, ws=T0 + (i + 1) * W) for i, g in enumerate(later)),
+            ],
+        )
+        wait_until(
+            lambda: len(groups_in(wecom, crowd + later)) == 9,
+            60,
+            lambda: f"{[r.text[:200] for r in wecom.accepted()]} {proc.log_tail()}",
+        )
+        messages = wecom.accepted()
+        assert len(messages) == 3  # the robot's limit this minute, never more
+        assert sum("groupwatch digest" in r.text for r in messages) == 2
+        # every group in exactly one message
+        for g in crowd + later:
+            assert sum(f"`{g}`" in r.text for r in messages) == 1, g
+        assert all(len(r.text.encode()) <= 4096 for r in messages)
+    finally:
+        proc.stop()
+        wecom.stop()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from groupwatch.contracts import Settings, Topics
+from groupwatch.contracts import Settings, Topics, topic_specs
 from groupwatch.simulate.compare import unplanned_late
 from groupwatch.simulate.signing import App
 from tests.support.cluster import ClusterProcess, Haproxy
@@ -118,7 +118,8 @@ class ClusterStack:
 
     def start(self) -> None:
         created = groupwatch(self.env, "topics", "create")
-        assert created.count("replication=3, min ISR 2") == 6, created
+        topics = len(topic_specs(Settings()))
+        assert created.count("replication=3, min ISR 2") == topics, created
         for stage in [*self.ingress, *self.workers, self.sink]:
             stage.start()
         if self.haproxy:

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from groupwatch.broker.prerequisites import JAVA_MISSING, parse_java_version
-from tests.support.ports import free_port
+from tests.support.ports import free_port, free_port_run
 from tests.support.processes import run_groupwatch
 
 
@@ -99,7 +99,7 @@ def test_three_node_cluster_start_status_stop(tmp_path: Path) -> None:
     """GROUPWATCH_KAFKA_BROKERS=3: three nodes, the bootstrap list and each pid in `status`,
     replication 3 / min ISR 2 from `topics create`, a refused factor 4, `stop` stops all."""
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-    ports = [free_port() for _ in range(2)]
+    ports = [free_port_run(3), free_port_run(3)]
     env.update(
         GROUPWATCH_STATE_DIR=str(tmp_path / "gw"),
         GROUPWATCH_KAFKA_BROKERS="3",
@@ -108,7 +108,7 @@ def test_three_node_cluster_start_status_stop(tmp_path: Path) -> None:
         GROUPWATCH_KAFKA_HEAP="256m",
         GROUPWATCH_PARTITIONS="2",
     )
-    from groupwatch.contracts import Settings
+    from groupwatch.contracts import Settings, topic_specs
 
     settings = Settings(kafka_brokers=3, kafka_port=ports[0], kafka_controller_port=ports[1])
     bootstrap = settings.bootstrap_servers
@@ -125,7 +125,8 @@ def test_three_node_cluster_start_status_stop(tmp_path: Path) -> None:
         assert [n for n, _ in pids] == ["1", "2", "3"], status.stdout
         created = cli(env, "topics", "create")
         assert created.returncode == 0, created.stderr
-        assert created.stdout.count("replication=3, min ISR 2") == 6, created.stdout
+        topics = len(topic_specs(settings))
+        assert created.stdout.count("replication=3, min ISR 2") == topics, created.stdout
         refused = cli(env | {"GROUPWATCH_REPLICATION_FACTOR": "4"}, "topics", "create")
         assert refused.returncode == 1
         assert "larger than the cluster (3 brokers)" in refused.stderr

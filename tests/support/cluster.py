@@ -90,8 +90,10 @@ class ClusterProcess:
 
     # --- who does what ---------------------------------------------------------------
     def leaders(self, topic: str) -> dict[int, int]:
-        """Partition -> leader node of ``topic`` (-1 while it has none)."""
-        meta = self.admin.list_topics(topic, timeout=10).topics[topic]
+        """Partition -> leader node of ``topic`` (-1 while it has none), asked afresh (a
+        long-lived client may answer from metadata cached before a node died)."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        meta = admin.list_topics(topic, timeout=10).topics[topic]
         return {p: part.leader for p, part in meta.partitions.items()}
 
     def busiest_partition(self, topic: str) -> int:

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install test test-fast lint format run stop kafka topics schemas clean \
-	bench bench-table bench-ingest bench-stream bench-analytics docker-images compose-test
+	bench bench-table bench-ingest bench-stream bench-peer bench-analytics docker-images compose-test
 
 install: $(STAMP)
 
@@ -66,6 +66,11 @@ bench-ingest: install
 
 bench-stream: install
 	$(BIN)/python -m bench stream $(ARGS)
+
+## The stream worker vs Quix Streams (at-least / exactly-once) and the raw loop; the
+## bench creates Quix's own venv (.venv-quix, bench/stream/quix-requirements.txt) if missing.
+bench-peer: install
+	$(BIN)/python -m bench peer $(ARGS)
 
 bench-analytics: install
 	$(BIN)/python -m bench sink $(ARGS)

@@ -8,13 +8,14 @@ from bench.analytics import report, served, sink
 from bench.broker import startup
 from bench.e2e import freshness
 from bench.ingest import ingress
-from bench.stream import catchup, lag
+from bench.stream import catchup, lag, peer
 from bench.table import table
 
 BENCHMARKS: tuple[click.Command, ...] = (
     ingress.command,
     catchup.command,
     lag.command,
+    peer.command,
     sink.command,
     served.command,
     report.command,

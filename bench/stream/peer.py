@@ -42,7 +42,7 @@ from typing import Any
 
 import click
 import msgspec
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -181,14 +181,23 @@ class Outputs:
             }
         )
         self.consumer.assign(
-            [
-                TopicPartition(self.topic, p, end)
-                for p in range(self.settings.partitions)
-                for end in [
-                    self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), 30)[1]
-                ]
-            ]
+            [TopicPartition(self.topic, p, self._end(p)) for p in range(self.settings.partitions)]
         )
+
+    def _end(self, partition: int) -> int:
+        """The partition's end offset now (retried while a fresh topic has no leader)."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return int(
+                    self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), 10)[
+                        1
+                    ]
+                )
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def poll(self, timeout: float) -> None:
         for msg in self.consumer.consume(10_000, timeout):

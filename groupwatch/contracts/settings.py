@@ -185,6 +185,14 @@ class Settings(BaseSettings):
         "is 403, against DNS rebinding). The configured query host is always allowed.",
     )
 
+    # --- Dashboard -----------------------------------------------------------------
+    dashboard_host: str = Field(
+        "127.0.0.1",
+        description="Dashboard listen address (loopback; 0.0.0.0 only in a container whose "
+        "port is published on the host's 127.0.0.1).",
+    )
+    dashboard_port: int = Field(8780, description="Dashboard listen port.")
+
     def token_problem(self) -> str | None:
         """One sentence naming the allowed apps that have no callback token and are not
         opted in to unsigned callbacks (the ingress refuses to start then), or None."""

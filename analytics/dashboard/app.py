@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from analytics.dashboard.filters import RANGES, BadFilter, NotFound
 from analytics.dashboard.source import NoData, Source
 from analytics.dashboard.views import bp
+from analytics.server import host_name
 from groupwatch.contracts import Settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,22 @@ def create_app(settings: Settings, source: Source | None = None) -> Flask:
         settings.snapshot_path, settings.duckdb_path
     )
     app.register_blueprint(bp)
+    # the SQL endpoint's Host allow-list, against DNS rebinding (a page of another site
+    # reaching this loopback port carries its own host name)
+    hosts = {h.strip().lower().strip("[]") for h in settings.query_allowed_hosts}
+    hosts |= {settings.dashboard_host.lower(), "127.0.0.1", "localhost", "::1"}
+
+    @app.before_request
+    def check_host() -> Response | None:
+        name = host_name(request.headers.get("Host", ""))
+        if name not in hosts:
+            return _error(
+                403,
+                "Forbidden",
+                f"Host {name[:100]!r} is not allowed (GROUPWATCH_QUERY_ALLOWED_HOSTS): the "
+                "dashboard answers only requests addressed to this machine",
+            )
+        return None
 
     @app.errorhandler(BadFilter)
     def bad_filter(exc: BadFilter) -> Response:

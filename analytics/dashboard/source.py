@@ -42,6 +42,8 @@ class Generation:
     con: duckdb.DuckDBPyConnection
     as_of: datetime  # snapshot_info.taken_at, else the file's modification time
     cache: dict[str, Any] = field(default_factory=dict)
+    users: int = 0
+    retired: bool = False
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -85,7 +87,6 @@ class Source:
         self.duckdb_path = duckdb_path
         self._lock = threading.Lock()
         self._current: Generation | None = None
-        self._previous: Generation | None = None
 
     def _wanted(self) -> tuple[Path, tuple[int, int]]:
         for path in (self.snapshot_path, self.duckdb_path):
@@ -98,21 +99,30 @@ class Source:
             f"{self.duckdb_path}"
         )
 
-    def generation(self) -> Generation:
-        """The generation of the file now in place, opened on first use after a swap."""
+    def acquire(self) -> Generation:
+        """The generation of the file now in place (opened on first use after a swap),
+        held until ``release``."""
         path, ident = self._wanted()
-        current = self._current
-        if current is not None and current.path == path and current.inode == ident:
-            return current
         with self._lock:
             current = self._current
             if current is None or current.path != path or current.inode != ident:
                 fresh = _open(path)
-                if self._previous is not None:
-                    self._previous.con.close()
-                self._previous, self._current = current, fresh
-            assert self._current is not None
-            return self._current
+                if current is not None:
+                    self._retire(current)
+                self._current = current = fresh
+            current.users += 1
+            return current
+
+    def release(self, gen: Generation) -> None:
+        with self._lock:
+            gen.users -= 1
+            if gen.retired and gen.users == 0:
+                gen.con.close()
+
+    def _retire(self, gen: Generation) -> None:
+        gen.retired = True
+        if gen.users == 0:
+            gen.con.close()
 
     def rows(self, gen: Generation, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """One statement's rows as dicts, in a read-only transaction of its own cursor."""
@@ -128,10 +138,9 @@ class Source:
 
     def close(self) -> None:
         with self._lock:
-            for gen in (self._previous, self._current):
-                if gen is not None:
-                    gen.con.close()
-            self._previous = self._current = None
+            if self._current is not None:
+                self._retire(self._current)
+            self._current = None
 
 
 def age_seconds(as_of: datetime) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from analytics.dashboard import queries
@@ -31,6 +31,21 @@ bp = Blueprint("dashboard", __name__)
 def _source() -> Source:
     src: Source = current_app.extensions["groupwatch_source"]
     return src
+
+
+def _generation() -> Generation:
+    """The snapshot generation this request reads (released when the request ends)."""
+    if "gen" not in g:
+        g.gen = _source().acquire()
+    gen: Generation = g.gen
+    return gen
+
+
+@bp.teardown_app_request
+def _release(_: BaseException | None) -> None:
+    gen = g.pop("gen", None)
+    if gen is not None:
+        _source().release(gen)
 
 
 def _runner(gen: Generation) -> queries.Run:
@@ -84,14 +99,14 @@ def _page(template: str, gen: Generation, app: str | None, **extra: Any) -> str 
 
 @bp.get("/")
 def overview() -> Any:
-    gen = _source().generation()
+    gen = _generation()
     app, _ = _context(gen)
     return _page("overview.html", gen, app, page="overview")
 
 
 @bp.get("/group/<path:group_id>")
 def group(group_id: str) -> Any:
-    gen = _source().generation()
+    gen = _generation()
     group_id = parse_group(group_id)
     app, _ = _context(gen)
     if app is not None and not queries.group_known(_runner(gen), app, group_id):
@@ -101,7 +116,7 @@ def group(group_id: str) -> Any:
 
 @bp.get("/code/<code>")
 def code(code: str) -> Any:
-    gen = _source().generation()
+    gen = _generation()
     error_code = parse_code(code)
     app, _ = _context(gen)
     if not queries.code_known(_runner(gen), error_code):
@@ -111,27 +126,27 @@ def code(code: str) -> Any:
 
 @bp.get("/alerts")
 def alerts() -> Any:
-    gen = _source().generation()
+    gen = _generation()
     app, _ = _context(gen)
     return _page("alerts.html", gen, app, page="alerts")
 
 
 @bp.get("/api/apps")
 def api_apps() -> Response:
-    gen = _source().generation()
+    gen = _generation()
     return _json(gen, {"apps": known_apps(gen)})
 
 
 @bp.get("/api/overview")
 def api_overview() -> Response:
-    gen = _source().generation()
+    gen = _generation()
     app, window = _context(gen)
     return _json(gen, queries.overview(_runner(gen), _require_app(app), window))
 
 
 @bp.get("/api/group/<path:group_id>")
 def api_group(group_id: str) -> Response:
-    gen = _source().generation()
+    gen = _generation()
     group_id = parse_group(group_id)
     app, window = _context(gen)
     run = _runner(gen)
@@ -142,7 +157,7 @@ def api_group(group_id: str) -> Response:
 
 @bp.get("/api/code/<code>")
 def api_code(code: str) -> Response:
-    gen = _source().generation()
+    gen = _generation()
     error_code = parse_code(code)
     app, window = _context(gen)
     run = _runner(gen)
@@ -153,7 +168,7 @@ def api_code(code: str) -> Response:
 
 @bp.get("/api/alerts")
 def api_alerts() -> Response:
-    gen = _source().generation()
+    gen = _generation()
     app, window = _context(gen)
     return _json(gen, {"alerts": queries.alerts(_runner(gen), _require_app(app), window)})
 

@@ -33,6 +33,7 @@
   const num = (v) => (v === null || v === undefined ? "–" : nf.format(v));
   const pct = (v) => (v === null || v === undefined ? "–" : (v * 100).toFixed(2) + " %");
   const utc = (iso) => (iso ? String(iso).replace("T", " ").slice(0, 19) : "–");
+  const hhmm = (iso) => utc(iso).slice(11, 16);
 
   function cell(row, value, cls, href) {
     const td = document.createElement("td");
@@ -61,8 +62,8 @@
   }
   function alertsTable(rows) {
     fill("alerts", rows, (a) => [
-      [utc(a.raised_at)], [a.group_id, "mono", groupHref(a.group_id)],
-      [utc(a.window_start) + " – " + utc(a.window_end).slice(11)], [a.reason],
+      [utc(a.raised_at).slice(5)], [a.group_id, "mono", groupHref(a.group_id)],
+      [utc(a.window_start).slice(5, 10) + " " + hhmm(a.window_start) + "–" + hhmm(a.window_end)], [a.reason],
       [num(a.failures), "num"], [num(a.threshold), "num"],
       [a.baseline === null ? "–" : a.baseline.toFixed(1), "num"], [pct(a.failure_ratio), "num"],
     ]);
@@ -74,10 +75,12 @@
     const s = getComputedStyle(document.documentElement);
     return { fg: s.getPropertyValue("--muted").trim(), grid: s.getPropertyValue("--line").trim() };
   }
-  function axes() {
+  function axes(yValues) {
     const c = themeColors();
     const ax = { stroke: c.fg, grid: { stroke: c.grid, width: 1 }, ticks: { stroke: c.grid, width: 1 } };
-    return [ax, Object.assign({}, ax, { size: 60 })];
+    const y = Object.assign({}, ax, { size: 60 });
+    if (yValues) y.values = yValues;
+    return [ax, y];
   }
   // stacked bars: series k draws the sum of the first k layers, largest first, so each
   // smaller sum covers the one above it; the legend shows each layer's own value
@@ -102,13 +105,14 @@
   }
   function line(id, buckets, values, label, color, format) {
     draw(id, [buckets, values.map((v) => (v === null ? null : v))],
-      [{}, { label, stroke: color, width: 2, spanGaps: false, value: (u, v) => (v === null ? "–" : format(v)) }]);
+      [{}, { label, stroke: color, width: 2, spanGaps: false, value: (u, v) => (v === null ? "–" : format(v)) }],
+      (u, ticks) => ticks.map((v) => (v * 100).toFixed(v < 0.1 ? 1 : 0) + " %"));
   }
   function bars(id, buckets, values, label, color) {
     draw(id, [buckets, values], [{}, { label, fill: color, stroke: color, width: 0,
       paths: uPlot.paths.bars({ size: [0.85, 40] }) }]);
   }
-  function draw(id, data, series) {
+  function draw(id, data, series, yValues) {
     const el = document.getElementById(id);
     if (!el || typeof uPlot === "undefined") return;
     const key = series.map((s) => s.label || "").join("|");
@@ -116,7 +120,9 @@
     if (old && old.key === key && old.theme === themeKey()) { old.plot.setData(data); return; }
     if (old) old.plot.destroy();
     const width = Math.max(300, el.clientWidth || 600);
-    const plot = new uPlot({ width, height: 220, series, axes: axes(), legend: { live: true },
+    // times in UTC, like every table of the dashboard
+    const plot = new uPlot({ width, height: 220, series, axes: axes(yValues), legend: { live: true },
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
       scales: { x: { time: true } }, cursor: { drag: { x: false } } }, data, el);
     charts[id] = { plot, key, theme: themeKey() };
   }
@@ -146,8 +152,7 @@
       stacked("chart-categories", t.buckets, t.categories, (n) => COLORS[n] || "#8b949e");
       line("chart-ratio", t.buckets, t.failure_ratio, "failure ratio", "#e5534b", pct);
       fill("top-groups", d.top_groups, (g) => [
-        [g.group_id, "mono", groupHref(g.group_id)], [num(g.failures), "num"], [num(g.senders), "num"],
-        [String(g.top_code), "num", codeHref(g.top_code)], [pct(g.failure_ratio), "num"],
+        [g.group_id, "mono", groupHref(g.group_id)], [num(g.failures), "num"], [pct(g.failure_ratio), "num"],
       ]);
       fill("top-codes", d.top_codes, (c) => [
         [String(c.error_code), "num", codeHref(c.error_code)], [c.category], [c.meaning],
@@ -167,6 +172,9 @@
       fill("top-senders", d.top_senders, (s) => [
         [s.sender || "–", "mono"], [num(s.failures), "num"], [String(s.top_code), "num", codeHref(s.top_code)],
       ]);
+      const perCode = Object.entries(t.codes).map(([c, v]) => [c, v.reduce((a, b) => a + b, 0)]);
+      perCode.sort((a, b) => b[1] - a[1] || Number(a[0]) - Number(b[0]));
+      fill("group-codes", perCode, ([c, n]) => [[c, "num", codeHref(c)], [num(n), "num"]]);
       fill("latest", d.latest, (e) => [
         [utc(e.event_time)], [e.sender || "–", "mono"], [String(e.error_code), "num", codeHref(e.error_code)],
         [e.category], [e.error_info || "–"], [e.platform || "–"],
@@ -181,9 +189,7 @@
       text("total-groups", num(d.totals.groups));
       text("total-senders", num(d.totals.senders));
       bars("chart-code", d.trend.buckets, d.trend.failures, "failures", COLORS[d.category] || "#4493f8");
-      fill("top-groups", d.top_groups, (g) => [
-        [g.group_id, "mono", groupHref(g.group_id)], [num(g.failures), "num"], [num(g.senders), "num"],
-      ]);
+      fill("top-groups", d.top_groups, (g) => [[g.group_id, "mono", groupHref(g.group_id)], [num(g.failures), "num"]]);
       return d.trend.bucket_seconds;
     },
     alerts(d) { alertsTable(d.alerts); return null; },

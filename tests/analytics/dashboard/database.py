@@ -84,3 +84,57 @@ def build(path: Path, groups: dict[str, int], now: datetime | None = None) -> No
     con.execute("CHECKPOINT")
     con.close()
     os.replace(tmp, path)
+
+
+DEMO_EXCEPTIONS = """
+INSERT INTO exceptions (event_id, sdkappid, callback_command, group_id, group_type,
+    from_account, random, error_code, error_info, error_category, event_time, received_at,
+    platform)
+SELECT 'd' || i, $app, 'Group.CallbackSendMsgException', '@TGS#demo' || g, 'Public',
+       'user' || (hash(i) % 40), i, code, 'ErrorInfo of ' || code,
+       CASE code WHEN 10004 THEN 'invalid_param' WHEN 10006 THEN 'rate_limited'
+                 WHEN 10017 THEN 'muted' WHEN 80001 THEN 'content_filtered'
+                 WHEN 10002 THEN 'internal' WHEN 10007 THEN 'permission'
+                 ELSE 'rejected_by_app' END,
+       t, t, ['iOS', 'Android', 'Web'][1 + i % 3]
+FROM (
+    SELECT i,
+           -- skewed popularity over 30 groups; a storm in group 3 lately
+           CASE WHEN i % 5 = 0 AND minute < 12 THEN 3
+                ELSE 1 + (hash(i) % 30) * (hash(i + 1) % 30) // 30 END AS g,
+           [10004, 10006, 10017, 80001, 10002, 10016, 10007][1 + (hash(i + 2) % 7)::BIGINT] AS code,
+           minute,
+           $now::TIMESTAMPTZ - to_minutes(minute) - to_milliseconds(hash(i + 3) % 60000) AS t
+    FROM (SELECT i, (hash(i + 9) % 60)::INTEGER AS minute FROM range(6000) r(i))
+)
+"""
+
+
+def demo(path: Path) -> None:
+    """A busier hour for the screenshots: 6,000 failures over 30 groups with a storm in
+    one of them in the last 12 minutes, sends per group and minute, and alerts."""
+    now = datetime.now(UTC)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    con = open_writer(tmp, tmp.with_suffix(".snap"), lock=False)
+    migrate(con)
+    con.execute(DEMO_EXCEPTIONS, {"app": APP, "now": now})
+    con.execute(
+        "INSERT INTO sends_minutely SELECT $app, '@TGS#demo' || g, "
+        "date_trunc('minute', $now::TIMESTAMPTZ) - to_minutes(m), 40 + (g * 7 + m) % 30 "
+        "FROM range(1, 31) a(g), range(61) b(m)",
+        {"app": APP, "now": now},
+    )
+    con.execute(
+        "INSERT INTO alerts SELECT $app, '@TGS#demo3', 'Public', w, w + INTERVAL 1 MINUTE, "
+        "CASE WHEN m % 2 = 0 THEN 'threshold' ELSE 'baseline' END, 60 + m * 3, 20, "
+        "CASE WHEN m % 2 = 0 THEN NULL ELSE 12.5 END, 3.0, [], 50, (60 + m * 3) / (110 + m * 3), "
+        "w + INTERVAL 95 SECOND, 0 "
+        "FROM (SELECT m, date_trunc('minute', $now::TIMESTAMPTZ) - to_minutes(m + 2) AS w "
+        "FROM range(6) r(m))",
+        {"app": APP, "now": now},
+    )
+    con.execute("CREATE TABLE snapshot_info AS SELECT now() AS taken_at, 2 AS schema_version")
+    con.execute("CHECKPOINT")
+    con.close()
+    os.replace(tmp, path)

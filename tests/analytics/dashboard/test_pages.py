@@ -119,3 +119,8 @@ def test_no_data_yet_is_503(tmp_path: Path) -> None:
     settings = Settings(snapshot_path=tmp_path / "a.duckdb", duckdb_path=tmp_path / "b.duckdb")
     resp = create_app(settings).test_client().get("/?app=1")
     assert resp.status_code == 503 and b"no data yet" in resp.data
+
+
+def test_a_foreign_host_header_is_403(client: FlaskClient) -> None:
+    resp = client.get(f"/?app={APP}", headers={"Host": "evil.example:8780"})
+    assert resp.status_code == 403 and b"not allowed" in resp.data

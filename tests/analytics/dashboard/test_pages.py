@@ -17,9 +17,19 @@ from tests.analytics.dashboard.database import APP, build
 GROUPS = {"@TGS#hot": 30, "@TGS#warm": 12, "g/with/slashes": 5, "@TGS#cold": 2}
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One snapshot for the tests that only read."""
+    path = tmp_path_factory.mktemp("dashboard") / "snapshot.duckdb"
+    build(path, GROUPS)
+    return path
+
+
 @pytest.fixture
-def snapshot(tmp_path: Path) -> Path:
-    path = tmp_path / "snapshot.duckdb"
+def snapshot(shared: Path, request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    if "swap" not in request.node.name:
+        return shared
+    path = tmp_path / "snapshot.duckdb"  # this test replaces it
     build(path, GROUPS)
     return path
 

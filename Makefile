@@ -80,7 +80,7 @@ screenshots: install
 ## Refresh the vendored chart library from the npm registry: make vendor-uplot UPLOT=1.6.32
 UPLOT ?= 1.6.32
 vendor-uplot:
-	analytics/dashboard/static/vendor/refresh-uplot.sh $(UPLOT)
+	analytics/dashboard/vendor-uplot.sh $(UPLOT)
 
 ## Local images without a registry (debootstrap base), then the compose proof.
 docker-images:

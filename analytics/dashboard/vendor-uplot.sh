@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Refresh the vendored uPlot (MIT) from the npm registry: the browser build, its CSS and
-# its licence, nothing else. Usage: refresh-uplot.sh VERSION   (make vendor-uplot UPLOT=…)
+# its licence, nothing else. Usage: vendor-uplot.sh VERSION   (make vendor-uplot UPLOT=…)
 set -euo pipefail
 version="${1:?usage: $0 VERSION}"
-here="$(cd "$(dirname "$0")" && pwd)"
+here="$(cd "$(dirname "$0")" && pwd)/static/vendor"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 (cd "$work" && npm pack --silent "uplot@${version}" >/dev/null)

@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "query": "analytics.commands:query",
     "report": "analytics.commands:report",
     "dashboard": "analytics.dashboard.commands:dashboard",
+    "notify": "notify.commands:notify",
 }
 
 

@@ -384,3 +384,17 @@ def test_up_refuses_an_allowed_app_without_a_token_before_starting_anything(
     ]
     assert "kafka:" not in done.stdout  # nothing was started
     assert not (tmp_path / "state" / "kafka").exists()
+
+
+def test_up_runs_notify_only_with_a_channel_and_links_its_dashboard() -> None:
+    from groupwatch.contracts import Settings
+    from groupwatch.up.commands import _available, dashboard_url
+
+    installed = {"ingest", "stream", "sink", "notify"}
+    assert [n for n, _ in _available(installed, Settings())] == ["ingest", "stream", "sink"]
+    slack = Settings(notify_slack_url="http://127.0.0.1:9/hook")
+    assert [n for n, _ in _available(installed, slack)][-1] == "notify"
+    assert dashboard_url(slack, ["ingest", "notify"]) is None
+    assert dashboard_url(slack, ["notify", "dashboard"]) == "http://127.0.0.1:8780"
+    chosen = Settings(notify_dashboard_url="https://dash.example.com")
+    assert dashboard_url(chosen, ["dashboard"]) == "https://dash.example.com"

@@ -14,7 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from analytics.dashboard.filters import Window
-from groupwatch.contracts.catalog import CATEGORIES, ERROR_CODES, error_category
+from groupwatch.contracts.catalog import (
+    CATEGORIES,
+    CONTENT_SECURITY_RANGE,
+    ERROR_CODES,
+    error_category,
+)
 
 Run = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
 TOP = 10
@@ -195,7 +200,11 @@ def _ratios(failures: list[int], sends: list[int], have_sends: bool) -> list[flo
 
 def meaning(code: int) -> str:
     known = ERROR_CODES.get(code)
-    return known[0] if known else "not in the catalog"
+    if known:
+        return known[0]
+    if code in CONTENT_SECURITY_RANGE:
+        return "content security (the 80000-80999 range; this code is not listed)"
+    return "not in the catalog"
 
 
 def apps(run: Run) -> list[str]:

@@ -85,6 +85,8 @@ def test_group_and_code_pages(client: FlaskClient) -> None:
     assert (code["category"], code["meaning"]) == ("muted", "sender is muted")
     assert code["totals"]["failures"] == sum(n // 2 for n in GROUPS.values())
     assert client.get(f"/alerts?app={APP}&range=24h").status_code == 200
+    unlisted = client.get(f"/api/code/80002?app={APP}&range=1h")  # catalog range, never seen
+    assert unlisted.status_code == 404
 
 
 def test_overview_without_app_redirects_to_a_known_app(client: FlaskClient) -> None:

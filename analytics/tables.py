@@ -36,6 +36,7 @@ from groupwatch.contracts.records import (
     ExceptionEvent,
     FailureWindow,
     LateEvent,
+    NotifyFailure,
     SendEvent,
 )
 
@@ -277,6 +278,7 @@ NOT_STORED: Final[dict[type[Any], dict[str, str]]] = {
 NOT_SUNK: Final[dict[type[Any], str]] = {
     DlqRecord: "payloads the ingress or the stream refused stay on the DLQ topic",
     LateEvent: "late events stay on their topic (the stream counts them in its metrics)",
+    NotifyFailure: "undelivered notifications stay on their topic (notify counts them)",
 }
 
 STAGES: Final[dict[str, Stage]] = stages(TABLES)

@@ -6,6 +6,7 @@ import click
 
 from bench.analytics import report, served, sink
 from bench.broker import startup
+from bench.dashboard import requests as dashboard
 from bench.e2e import freshness
 from bench.ingest import ingress
 from bench.stream import catchup, lag, peer
@@ -19,6 +20,7 @@ BENCHMARKS: tuple[click.Command, ...] = (
     sink.command,
     served.command,
     report.command,
+    dashboard.command,
     startup.command,
     freshness.command,
 )

@@ -21,6 +21,7 @@ ORDER = (
     "sink",
     "served",
     "report",
+    "dashboard",
     "broker",
     "freshness",
 )

@@ -17,7 +17,7 @@ import pytest
 from stream.faust_compat import INTERNALS
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("ingest", "stream", "analytics")
+STAGES = ("ingest", "stream", "analytics", "notify")
 PACKAGES = ("groupwatch", *STAGES)
 ADAPTER = "stream/faust_compat.py"
 FENCED_LIBRARIES = ("faust", "aiokafka", "mode", "rocksdict")

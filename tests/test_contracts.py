@@ -120,6 +120,7 @@ def test_topic_names_and_compaction() -> None:
         "acme.failure-windows",
         "acme.late-events",
         "acme.alerts",
+        "acme.notify-failures",
     }
     assert all(spec.partitions == 4 for spec in specs.values())
     assert specs["acme.failure-windows"].config["cleanup.policy"] == "compact,delete"

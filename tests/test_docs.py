@@ -9,7 +9,7 @@ import pytest
 from groupwatch.contracts.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("groupwatch", "ingest", "stream", "analytics", "bench")
+PACKAGES = ("groupwatch", "ingest", "stream", "analytics", "notify", "bench")
 
 
 def env_name(field: str) -> str:

@@ -29,6 +29,8 @@ def settings_command(as_json: bool) -> None:
         value = getattr(current, name)
         if name == "callback_tokens":
             value = {appid: "***" for appid in value}
+        elif not field.repr and value is not None:  # notify's URLs carry keys; its secret
+            value = "***"
         rows.append((_env_name(name), value, field.description or ""))
     if as_json:
         click.echo(json.dumps({env: value for env, value, _ in rows}, default=str, indent=2))

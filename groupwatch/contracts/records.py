@@ -208,8 +208,67 @@ class Alert(msgspec.Struct, kw_only=True):
     raised_at_ms: int
 
 
-Record = ExceptionEvent | SendEvent | DlqRecord | FailureWindow | LateEvent | Alert
-R = TypeVar("R", ExceptionEvent, SendEvent, DlqRecord, FailureWindow, LateEvent, Alert)
+class AlertResolved(msgspec.Struct, kw_only=True):
+    """A group back under the threshold after an alert (the webhook's "resolved" body).
+
+    Not on a topic: ``groupwatch notify`` sends it to the webhook with the header
+    ``X-Groupwatch-Event: resolved``. ``window_*`` is the window that showed the group under
+    the threshold; ``failures`` is its group total there (0 when it had no failures).
+    """
+
+    status: Literal["resolved"] = "resolved"
+    sdkappid: str
+    group_id: str
+    alert_window_start: str
+    alert_window_start_ms: int
+    alert_failures: int
+    threshold: int
+    window_start: str
+    window_start_ms: int
+    window_end: str
+    window_end_ms: int
+    failures: int
+
+
+class NotifyFailure(msgspec.Struct, kw_only=True):
+    """A message ``groupwatch notify`` could not deliver, or a record it could not read
+    (topic ``<prefix>.notify-failures``).
+
+    ``kind`` is what was being sent: an alert, a resolved notice, a digest of several, or
+    ``malformed`` (a record on the alerts topic that is not an alert: then ``raw_base64``
+    holds its exact bytes and ``source_*`` where it was read). ``status`` is the last HTTP
+    status (None: no answer), ``attempts`` how many requests were made.
+    """
+
+    channel: str | None = None
+    kind: Literal["alert", "resolved", "digest", "malformed"]
+    reason: str
+    status: int | None = None
+    attempts: int = 0
+    idempotency_key: str | None = None
+    alert_keys: list[str] = msgspec.field(default_factory=list)
+    alert: Alert | None = None
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    raw_base64: str | None = None
+    raw_truncated: bool = False
+    failed_at: str
+    failed_at_ms: int
+
+
+Record = ExceptionEvent | SendEvent | DlqRecord | FailureWindow | LateEvent | Alert | NotifyFailure
+R = TypeVar(
+    "R",
+    ExceptionEvent,
+    SendEvent,
+    DlqRecord,
+    FailureWindow,
+    LateEvent,
+    Alert,
+    NotifyFailure,
+    AlertResolved,
+)
 
 # The record type carried by each topic (by topic suffix).
 RECORD_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
@@ -219,6 +278,7 @@ RECORD_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
     topics.FAILURE_WINDOWS: FailureWindow,
     topics.LATE_EVENTS: LateEvent,
     topics.ALERTS: Alert,
+    topics.NOTIFY_FAILURES: NotifyFailure,
 }
 
 _encoder = msgspec.json.Encoder()

@@ -185,6 +185,105 @@ class Settings(BaseSettings):
         "is 403, against DNS rebinding). The configured query host is always allowed.",
     )
 
+    # --- Dashboard -----------------------------------------------------------------
+    dashboard_host: str = Field(
+        "127.0.0.1",
+        description="Dashboard listen address (loopback; 0.0.0.0 only in a container whose "
+        "port is published on the host's 127.0.0.1).",
+    )
+    dashboard_port: int = Field(8780, description="Dashboard listen port.")
+
+    # --- Notify --------------------------------------------------------------------
+    notify_wecom_url: str | None = Field(
+        None,
+        description="WeCom group robot webhook (https://qyapi.weixin.qq.com/cgi-bin/webhook/"
+        "send?key=…): markdown messages.",
+        repr=False,
+    )
+    notify_slack_url: str | None = Field(
+        None, description="Slack incoming webhook URL: text messages.", repr=False
+    )
+    notify_webhook_url: str | None = Field(
+        None,
+        description="Generic JSON webhook: the alert record as in its schema, an "
+        "Idempotency-Key header per alert.",
+        repr=False,
+    )
+    notify_webhook_secret: str | None = Field(
+        None,
+        description="When set, the webhook's X-Groupwatch-Signature header is "
+        '"sha256=" + hex HMAC-SHA256 of the body with this secret.',
+        repr=False,
+    )
+    notify_dashboard_url: str | None = Field(
+        None,
+        description="Base URL of the dashboard: messages link to <url>/group/<group_id>"
+        "?app=<sdkappid>&range=1h (`groupwatch up` sets it when it runs a dashboard).",
+    )
+    notify_cooldown_seconds: int = Field(
+        900,
+        ge=0,
+        description="After an alert of (app, group, reason) is sent, later alerts of the same "
+        "(app, group, reason) whose window starts within this many seconds are suppressed.",
+    )
+    notify_silence_apps: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="SdkAppids whose alerts are not sent, comma separated."
+    )
+    notify_silence_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description='Groups whose alerts are not sent, comma separated: "group_id" (any app) '
+        'or "sdkappid:group_id".',
+    )
+    notify_silence_codes: Annotated[list[int], NoDecode] = Field(
+        default_factory=list,
+        description="Error codes silenced, comma separated: an alert is not sent when every "
+        "error code it lists is silenced.",
+    )
+    notify_timeout_seconds: float = Field(
+        10.0, gt=0, description="HTTP timeout of one delivery attempt (connect and read)."
+    )
+    notify_retry_initial_seconds: float = Field(
+        1.0, gt=0, description="First retry backoff (doubles per attempt, with jitter)."
+    )
+    notify_retry_max_backoff_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Longest wait between two attempts (a Retry-After is honoured up to this too).",
+    )
+    notify_retry_max_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="A message still not accepted after retrying this long becomes a "
+        "notify-failures record (an outage shorter than this loses nothing).",
+    )
+    notify_wecom_per_minute: int = Field(
+        20, ge=1, description="WeCom robot messages per minute (its limit); excess -> a digest."
+    )
+    notify_slack_per_minute: int = Field(
+        60, ge=1, description="Slack messages per minute; excess -> a digest."
+    )
+    notify_webhook_per_minute: int = Field(
+        0, ge=0, description="Webhook requests per minute, 0 = unlimited (paced, never digested)."
+    )
+    notify_digest_threshold: int = Field(
+        10,
+        ge=2,
+        description="When this many groups alert in the same window, WeCom and Slack get one "
+        "digest message for them instead of one message each.",
+    )
+    notify_batch_max: int = Field(
+        100,
+        ge=1,
+        description="Most records read per batch: a batch's offsets are committed once all of "
+        "it is delivered, so a crash re-delivers at most one batch.",
+    )
+    notify_group_id: str = Field("groupwatch-notify", description="Notify consumer group id.")
+    notify_state_dir: Path | None = Field(
+        None, description="Cooldown / open-alert state file dir (default <state_dir>/notify)."
+    )
+    notify_host: str = Field("127.0.0.1", description="Notify /metrics and /healthz address.")
+    notify_port: int = Field(6070, description="Notify /metrics and /healthz port.")
+
     def token_problem(self) -> str | None:
         """One sentence naming the allowed apps that have no callback token and are not
         opted in to unsigned callbacks (the ingress refuses to start then), or None."""
@@ -203,6 +302,35 @@ class Settings(BaseSettings):
     @classmethod
     def _split_appids(cls, value: object) -> object:
         return _parse_csv(value) if isinstance(value, str) else value
+
+    @field_validator("notify_silence_apps", "notify_silence_groups", mode="before")
+    @classmethod
+    def _split_silences(cls, value: object) -> object:
+        return _parse_csv(value) if isinstance(value, str) else value
+
+    @field_validator("notify_silence_codes", mode="before")
+    @classmethod
+    def _split_codes(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return [int(part) for part in _parse_csv(value)]
+        except ValueError:
+            raise ValueError(
+                "GROUPWATCH_NOTIFY_SILENCE_CODES is a comma-separated list of "
+                "error codes (integers)"
+            ) from None
+
+    @field_validator(
+        "notify_wecom_url", "notify_slack_url", "notify_webhook_url", "notify_dashboard_url"
+    )
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("a notify URL starts with http:// or https://")
+        return value.strip()
 
     @field_validator("query_allowed_hosts", mode="before")
     @classmethod
@@ -251,6 +379,20 @@ class Settings(BaseSettings):
     @property
     def stream_dir(self) -> Path:
         return self.stream_state_dir or self.state_dir / "stream"
+
+    @property
+    def notify_dir(self) -> Path:
+        return self.notify_state_dir or self.state_dir / "notify"
+
+    @property
+    def notify_channels(self) -> list[str]:
+        """The configured notify channels ("wecom", "slack", "webhook")."""
+        urls = {
+            "wecom": self.notify_wecom_url,
+            "slack": self.notify_slack_url,
+            "webhook": self.notify_webhook_url,
+        }
+        return [name for name, url in urls.items() if url]
 
     @property
     def uses_external_kafka(self) -> bool:

@@ -13,6 +13,7 @@ DLQ = "dlq"
 FAILURE_WINDOWS = "failure-windows"
 LATE_EVENTS = "late-events"
 ALERTS = "alerts"
+NOTIFY_FAILURES = "notify-failures"
 
 HOUR_MS = 3_600_000
 
@@ -38,6 +39,7 @@ class Topics:
     failure_windows: str
     late_events: str
     alerts: str
+    notify_failures: str
 
     @classmethod
     def for_prefix(cls, prefix: str) -> Topics:
@@ -48,6 +50,7 @@ class Topics:
             failure_windows=f"{prefix}.{FAILURE_WINDOWS}",
             late_events=f"{prefix}.{LATE_EVENTS}",
             alerts=f"{prefix}.{ALERTS}",
+            notify_failures=f"{prefix}.{NOTIFY_FAILURES}",
         )
 
     @classmethod
@@ -98,5 +101,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             rf,
             {"cleanup.policy": "delete", "retention.ms": long_retention},
             "failure spikes per group and window",
+        ),
+        TopicSpec(
+            t.notify_failures,
+            n,
+            rf,
+            {"cleanup.policy": "delete", "retention.ms": long_retention},
+            "alert messages a channel refused or that never got through, and malformed alerts",
         ),
     ]

@@ -26,11 +26,36 @@ STAGES: list[tuple[str, list[str]]] = [
     ("ingest", ["ingest"]),
     ("stream", ["stream"]),
     ("sink", ["sink"]),
+    ("dashboard", ["dashboard"]),
+    ("notify", ["notify"]),
 ]
 
+# Stages that run only when configured: notify needs at least one channel.
+CONFIGURED = {"notify": lambda s: bool(s.notify_channels)}
 
-def _available(cli_names: set[str]) -> list[tuple[str, list[str]]]:
-    return [(name, args) for name, args in STAGES if args[0] in cli_names]
+# The dashboard reads the sink's snapshot: up publishes one every 5 s (the setting's
+# default, 30 s, suits BI tools on a big database), unless the variable is set.
+UP_SNAPSHOT_INTERVAL_SECONDS = "5"
+
+
+def _available(
+    cli_names: set[str], settings: Settings | None = None
+) -> list[tuple[str, list[str]]]:
+    return [
+        (name, args)
+        for name, args in STAGES
+        if args[0] in cli_names
+        and (settings is None or CONFIGURED.get(name, lambda _s: True)(settings))
+    ]
+
+
+def dashboard_url(settings: Settings, stages: list[str]) -> str | None:
+    """The URL notify links to: the configured one, else the dashboard this stack runs."""
+    if settings.notify_dashboard_url:
+        return settings.notify_dashboard_url
+    if "dashboard" not in stages:
+        return None
+    return f"http://{settings.dashboard_host}:{settings.dashboard_port}"
 
 
 @click.command()
@@ -42,8 +67,9 @@ def up(ctx: click.Context) -> None:
     """Start the native stack in order and keep it running until Ctrl-C (SIGINT/SIGTERM).
 
     Order: local broker (unless KAFKA_BOOTSTRAP_SERVERS is set), topics, then the
-    ingress, one stream worker and the sink — each stage that is installed. A stage that
-    dies is reported at once and the whole stack is stopped in reverse order.
+    ingress, one stream worker, the sink, the dashboard and, when a channel is configured
+    (GROUPWATCH_NOTIFY_*_URL), alert delivery — each stage that is installed. A stage
+    that dies is reported at once and the whole stack is stopped in reverse order.
     """
     settings = load_settings()
     # The ingress would refuse to start; say so before anything starts, not in its log.
@@ -66,11 +92,16 @@ def up(ctx: click.Context) -> None:
         )
         demo = ensure_demo_app(settings)
         env = stage_environment(settings, demo, dict(os.environ))
+        env.setdefault("GROUPWATCH_SNAPSHOT_INTERVAL_SECONDS", UP_SNAPSHOT_INTERVAL_SECONDS)
         supervisor = Supervisor(env, click.echo)
         signal.signal(signal.SIGINT, supervisor.request_stop)
         signal.signal(signal.SIGTERM, supervisor.request_stop)
         logs = settings.state_dir / "logs"
-        for name, args in _available(names):
+        stages = _available(names, settings)
+        link = dashboard_url(settings, [name for name, _ in stages])
+        if link:
+            env["GROUPWATCH_NOTIFY_DASHBOARD_URL"] = link
+        for name, args in stages:
             supervisor.start(Component(name, groupwatch_argv(*args), logs / f"{name}.log"))
         _print_banner(settings, demo, names)
         try:
@@ -144,6 +175,21 @@ def _print_banner(settings: Settings, demo: DemoApp, commands: set[str]) -> None
         )
     if "report" in commands:
         lines.append(f"  report:  {client} report --since 1h")
+    if "dashboard" in commands:
+        app = settings.sdkappids[0] if settings.sdkappids else demo.sdkappid
+        lines.append(
+            f"  dashboard:  http://{settings.dashboard_host}:{settings.dashboard_port}/"
+            f"?app={app}&range=1h"
+        )
+    if "notify" in commands:
+        channels = settings.notify_channels
+        lines.append(
+            f"  alerts delivered to:  {', '.join(channels)} (groupwatch notify; failures on "
+            f"{topics.notify_failures})"
+            if channels
+            else "  alert delivery off: set GROUPWATCH_NOTIFY_WECOM_URL, _SLACK_URL or "
+            "_WEBHOOK_URL to run groupwatch notify"
+        )
     lines += [
         f"  check the broker by hand:  kcat -b {bootstrap} -L",
         f"  subscribe to window aggregates:  kcat -b {bootstrap} -C -t {topics.failure_windows} -J",

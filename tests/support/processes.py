@@ -44,7 +44,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if name == "kafka_bootstrap_servers" or value is None:
             continue
         if isinstance(value, list):
-            value = ",".join(value)
+            value = ",".join(str(v) for v in value)
         elif isinstance(value, dict):
             value = ",".join(f"{k}:{v}" for k, v in value.items())
         elif isinstance(value, bool):

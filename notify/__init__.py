@@ -1,0 +1,1 @@
+"""``groupwatch notify``: the alerts of ``<prefix>.alerts`` to WeCom, Slack and webhooks."""

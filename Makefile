@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install test test-fast test-cluster lint format run stop kafka topics schemas clean \
-	bench bench-table bench-ingest bench-stream bench-analytics docker-images compose-test
+	bench bench-table bench-ingest bench-stream bench-peer bench-analytics docker-images \
+	compose-test screenshots vendor-uplot
 
 install: $(STAMP)
 
@@ -71,10 +72,24 @@ bench-ingest: install
 bench-stream: install
 	$(BIN)/python -m bench stream $(ARGS)
 
+## The stream worker vs Quix Streams (at-least / exactly-once) and the raw loop; the
+## bench creates Quix's own venv (.venv-quix, bench/stream/quix-requirements.txt) if missing.
+bench-peer: install
+	$(BIN)/python -m bench peer $(ARGS)
+
 bench-analytics: install
 	$(BIN)/python -m bench sink $(ARGS)
 	$(BIN)/python -m bench served $(ARGS)
 	$(BIN)/python -m bench report $(ARGS)
+
+## PNG screenshots of every dashboard page into docs/ (headless Debian Chromium).
+screenshots: install
+	$(BIN)/python -m tests.analytics.dashboard.screenshots docs
+
+## Refresh the vendored chart library from the npm registry: make vendor-uplot UPLOT=1.6.32
+UPLOT ?= 1.6.32
+vendor-uplot:
+	analytics/dashboard/vendor-uplot.sh $(UPLOT)
 
 ## Local images without a registry (debootstrap base), then the compose proof.
 docker-images:

@@ -6,18 +6,21 @@ import click
 
 from bench.analytics import report, served, sink
 from bench.broker import startup
+from bench.dashboard import requests as dashboard
 from bench.e2e import freshness
 from bench.ingest import ingress
-from bench.stream import catchup, lag
+from bench.stream import catchup, lag, peer
 from bench.table import table
 
 BENCHMARKS: tuple[click.Command, ...] = (
     ingress.command,
     catchup.command,
     lag.command,
+    peer.command,
     sink.command,
     served.command,
     report.command,
+    dashboard.command,
     startup.command,
     freshness.command,
 )

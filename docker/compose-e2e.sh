@@ -41,7 +41,7 @@ mkdir -p "$OUT"
 log "compose: ${COMPOSE[*]} -f $COMPOSE_FILE ($GROUPWATCH_IMAGE, $KAFKA_IMAGE)"
 dc config -q
 dc up -d
-for svc in kafka ingest stream sink; do
+for svc in kafka ingest stream sink dashboard; do
     cid="$(dc ps -q "$svc")"
     for _ in $(seq 1 90); do
         state="$(docker inspect -f '{{.State.Health.Status}}' "$cid" 2>/dev/null || echo gone)"

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "sink": "analytics.commands:sink",
     "query": "analytics.commands:query",
     "report": "analytics.commands:report",
+    "dashboard": "analytics.dashboard.commands:dashboard",
     "notify": "notify.commands:notify",
 }
 

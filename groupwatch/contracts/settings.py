@@ -205,6 +205,14 @@ class Settings(BaseSettings):
         "is 403, against DNS rebinding). The configured query host is always allowed.",
     )
 
+    # --- Dashboard -----------------------------------------------------------------
+    dashboard_host: str = Field(
+        "127.0.0.1",
+        description="Dashboard listen address (loopback; 0.0.0.0 only in a container whose "
+        "port is published on the host's 127.0.0.1).",
+    )
+    dashboard_port: int = Field(8780, description="Dashboard listen port.")
+
     # --- Notify --------------------------------------------------------------------
     notify_wecom_url: str | None = Field(
         None,

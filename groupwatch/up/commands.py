@@ -26,14 +26,16 @@ STAGES: list[tuple[str, list[str]]] = [
     ("ingest", ["ingest"]),
     ("stream", ["stream"]),
     ("sink", ["sink"]),
+    ("dashboard", ["dashboard"]),
     ("notify", ["notify"]),
 ]
 
 # Stages that run only when configured: notify needs at least one channel.
 CONFIGURED = {"notify": lambda s: bool(s.notify_channels)}
 
-# The dashboard's default port (`groupwatch dashboard`), linked from notify's messages.
-DASHBOARD_DEFAULT_PORT = 8780
+# The dashboard reads the sink's snapshot: up publishes one every 5 s (the setting's
+# default, 30 s, suits BI tools on a big database), unless the variable is set.
+UP_SNAPSHOT_INTERVAL_SECONDS = "5"
 
 
 def _available(
@@ -53,9 +55,7 @@ def dashboard_url(settings: Settings, stages: list[str]) -> str | None:
         return settings.notify_dashboard_url
     if "dashboard" not in stages:
         return None
-    host = getattr(settings, "dashboard_host", "127.0.0.1")
-    port = getattr(settings, "dashboard_port", DASHBOARD_DEFAULT_PORT)
-    return f"http://{host}:{port}"
+    return f"http://{settings.dashboard_host}:{settings.dashboard_port}"
 
 
 @click.command()
@@ -67,9 +67,9 @@ def up(ctx: click.Context) -> None:
     """Start the native stack in order and keep it running until Ctrl-C (SIGINT/SIGTERM).
 
     Order: local broker (unless KAFKA_BOOTSTRAP_SERVERS is set), topics, then the
-    ingress, one stream worker, the sink and, when a channel is configured
-    (GROUPWATCH_NOTIFY_*_URL), alert delivery — each stage that is installed. A stage that
-    dies is reported at once and the whole stack is stopped in reverse order.
+    ingress, one stream worker, the sink, the dashboard and, when a channel is configured
+    (GROUPWATCH_NOTIFY_*_URL), alert delivery — each stage that is installed. A stage
+    that dies is reported at once and the whole stack is stopped in reverse order.
     """
     settings = load_settings()
     # The ingress would refuse to start; say so before anything starts, not in its log.
@@ -92,6 +92,7 @@ def up(ctx: click.Context) -> None:
         )
         demo = ensure_demo_app(settings)
         env = stage_environment(settings, demo, dict(os.environ))
+        env.setdefault("GROUPWATCH_SNAPSHOT_INTERVAL_SECONDS", UP_SNAPSHOT_INTERVAL_SECONDS)
         supervisor = Supervisor(env, click.echo)
         signal.signal(signal.SIGINT, supervisor.request_stop)
         signal.signal(signal.SIGTERM, supervisor.request_stop)
@@ -174,6 +175,12 @@ def _print_banner(settings: Settings, demo: DemoApp, commands: set[str]) -> None
         )
     if "report" in commands:
         lines.append(f"  report:  {client} report --since 1h")
+    if "dashboard" in commands:
+        app = settings.sdkappids[0] if settings.sdkappids else demo.sdkappid
+        lines.append(
+            f"  dashboard:  http://{settings.dashboard_host}:{settings.dashboard_port}/"
+            f"?app={app}&range=1h"
+        )
     if "notify" in commands:
         channels = settings.notify_channels
         lines.append(

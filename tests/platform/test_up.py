@@ -59,6 +59,7 @@ def test_up_then_sigint_stops_the_broker_it_started(tmp_path: Path) -> None:
         GROUPWATCH_INGEST_PORT=str(free_port()),
         GROUPWATCH_STREAM_WEB_PORT=str(free_port()),
         GROUPWATCH_QUERY_PORT=str(free_port()),
+        GROUPWATCH_DASHBOARD_PORT=str(free_port()),
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "groupwatch", "up"],
@@ -213,7 +214,12 @@ def _first_run(home: Path, where: str) -> None:
     }
     if "GROUPWATCH_KAFKA_JARS_DIR" in os.environ:  # reuse the resolved jars
         env["GROUPWATCH_KAFKA_JARS_DIR"] = os.environ["GROUPWATCH_KAFKA_JARS_DIR"]
-    ports = {"ingest": free_port(), "stream": free_port(), "sink": free_port()}
+    ports = {
+        "ingest": free_port(),
+        "stream": free_port(),
+        "sink": free_port(),
+        "dashboard": free_port(),
+    }
     env.update(
         GROUPWATCH_STATE_DIR=str(home / ".groupwatch"),
         GROUPWATCH_KAFKA_PORT=str(free_port()),
@@ -221,6 +227,7 @@ def _first_run(home: Path, where: str) -> None:
         GROUPWATCH_INGEST_PORT=str(ports["ingest"]),
         GROUPWATCH_STREAM_WEB_PORT=str(ports["stream"]),
         GROUPWATCH_QUERY_PORT=str(ports["sink"]),
+        GROUPWATCH_DASHBOARD_PORT=str(ports["dashboard"]),
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "groupwatch", "up"],
@@ -255,6 +262,9 @@ def _first_run(home: Path, where: str) -> None:
         assert json.loads(body)["partitions"] == list(range(6)), detail("stream")
         status, body = _get(f"http://127.0.0.1:{ports['sink']}/healthz")
         assert status == 200, detail("sink")
+        status, body = _get(f"http://127.0.0.1:{ports['dashboard']}/healthz")
+        assert status == 200, detail("dashboard")
+        assert f"dashboard:  http://127.0.0.1:{ports['dashboard']}/?app=" in out, out
         assert "exited with code" not in output.text(), where
 
         _banner_commands_work_as_printed(out, home, env, where)
@@ -262,7 +272,7 @@ def _first_run(home: Path, where: str) -> None:
         broker = re.search(r"kafka: started .*\(KRaft, pid (\d+)\)", out)
         assert broker is not None, out
         stages = [int(p) for p in re.findall(r"started \w+ \(pid (\d+)\)", out)]
-        assert len(stages) == 3, out
+        assert len(stages) == 4, out
         tree = _descendants(proc.pid)
         assert int(broker.group(1)) in tree and set(stages) <= tree, (tree, out)
 

@@ -1,0 +1,1 @@
+"""The dashboard: analytics' read side as web pages (overview, group, error code, alerts)."""

@@ -28,6 +28,7 @@ from stream.alerts import AlertRules
 from stream.batch import Record, apply_batch
 from stream.effects import Effects, Output
 from stream.faust_compat import install_batch_drain
+from stream.fence import Fence
 from stream.setup import ticks_topic
 from stream.state import Config, PartitionState
 from stream.windows import WindowSpec
@@ -58,6 +59,7 @@ METRICS_TYPE = "text/plain; version=0.0.4"  # aiohttp sets the charset itself
 FETCH_FRESH_MS = 10_000
 # the DLQ topic accepts records up to 4 MiB (a rejected 1 MiB record in base64 fits)
 PRODUCER_MAX_REQUEST_BYTES = 5 * 1024 * 1024
+HEARTBEAT_S = 2.0  # at most a third of the session
 
 
 def config_from_settings(settings: Settings) -> Config:
@@ -100,6 +102,8 @@ class StreamWorker:
         self.positions: dict[tuple[str, int], int] = {}
         self._gap_seeks: dict[tuple[str, int, int], int] = {}  # (topic, p, offset) -> seeks
         n = settings.partitions
+        session_s = settings.stream_session_timeout_seconds
+        heartbeat_s = min(HEARTBEAT_S, session_s / 3)
         self.app = faust.App(
             settings.stream_app_id,
             broker=broker_url(settings.bootstrap_servers),
@@ -131,9 +135,16 @@ class StreamWorker:
             # inside the batch drain (Faust's default, every 10,000 records) first
             # flushes the producer and holds the drain for the changelog's linger
             broker_commit_every=COMMIT_EVERY,
-            # a SIGKILLed member leaves the group after this, not after Faust's 60 s
-            broker_session_timeout=10.0,
-            broker_heartbeat_interval=2.0,
+            # a SIGKILLed member leaves the group after this (Faust's default: 60 s); a
+            # longer pause than this of the worker or the cluster ends the membership
+            # (``stream.fence`` keeps the worker from writing after that)
+            broker_session_timeout=session_s,
+            broker_heartbeat_interval=heartbeat_s,
+        )
+        self.fence = Fence(
+            lambda: faust_compat.group_coordinator(self.app),
+            session_s=session_s,
+            heartbeat_s=heartbeat_s,
         )
         self.source = self.app.topic(
             self.topics.exceptions,
@@ -200,6 +211,7 @@ class StreamWorker:
                 self.states.clear()  # reloaded from the (recovered) table on next use
 
         async def assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+            self.fence.joined()  # watch the new generation's heartbeats
             async with self._batch_lock:
                 self.states.clear()
 
@@ -325,7 +337,13 @@ class StreamWorker:
         Returns the input topic-partitions whose records were refused (a run that would
         skip records never applied, ``_skips_input``): they were sought back to the first
         record not applied, and their offsets must not be acknowledged.
+
+        Nothing goes out (outputs, state writes) unless the worker still holds the group
+        generation the batch was fetched under (``stream.fence``); a batch fenced off is
+        dropped whole (``_drop``).
         """
+        generation = self.app.consumer_generation_id  # the drain checked it under the lock
+        positions = dict(self.positions)  # a few entries: restored if the batch is dropped
         applied = apply_batch(
             records,
             exceptions=self.topics.exceptions,
@@ -339,10 +357,14 @@ class StreamWorker:
         batches, refused = applied.effects, applied.refused
         m.count_records(applied.read, list(batches.values()))
         outputs = [out for b in batches.values() for out in b.outputs]
-        if outputs:
+        fenced = await self.fence.hold(generation)
+        if fenced is None and outputs:
             pending = [await self._send(out) for out in outputs]
             self._send_now()  # awaited: they need not linger for more records
             await asyncio.gather(*pending)  # acknowledged before the state says "done"
+            fenced = await self.fence.hold(generation)  # the acks may have taken long
+        if fenced is not None:
+            return await self._drop(records, positions, generation, fenced)
         for partition, batch in batches.items():
             await self._carry_out(partition, batch)
         if refused:
@@ -353,6 +375,41 @@ class StreamWorker:
             except Exception:  # no longer assigned: its next owner reads from the commit
                 log.warning("cannot seek back %s", refused, exc_info=True)
         return set(refused) or None
+
+    async def _drop(
+        self,
+        records: list[Record],
+        positions: dict[tuple[str, int], int],
+        generation: int,
+        reason: str,
+    ) -> set[tuple[str, int]]:
+        """Forget a batch fenced off before its state was written: nothing acknowledged.
+
+        The in-memory states (which hold the batch) are reloaded from the local store on
+        next use, the handled positions put back. When the generation goes on (the lease
+        timed out), the partitions are sought back to the batch's first records; when it
+        is over, the rebalance seeks every partition to its committed offset.
+        """
+        first: dict[tuple[str, int], int] = {}
+        for topic, partition, offset, _value, _key in records:
+            first.setdefault((topic, partition), offset)
+        self.states.clear()
+        self.positions.clear()
+        self.positions.update(positions)
+        m.FENCED_BATCHES.inc()
+        log.warning(
+            "fenced: a batch of %d records (%s) not written or acknowledged: %s",
+            len(records), ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(first.items())),
+            reason,
+        )  # fmt: skip
+        if self.fence.lost(generation) is None:
+            try:
+                await self.app.consumer.seek_wait(
+                    {TP(topic, partition): offset for (topic, partition), offset in first.items()}
+                )
+            except Exception:
+                log.warning("cannot seek back %s", first, exc_info=True)
+        return set(first)
 
     def _send_now(self) -> None:
         """End the linger of the output topics' open producer batches (sent at once).

@@ -1,6 +1,6 @@
 """The one module that touches private names of faust, aiokafka, mode and Faust's RocksDB store.
 
-The worker goes below Faust's public API in four places, all of them here:
+The worker goes below Faust's public API in five places, all of them here:
 
 - **the batch drain** (``install_batch_drain``): Faust's fetcher hands every record to the
   conductor one at a time (a ``ConsumerMessage``, an ``Event``, a ``wait_first`` with new
@@ -18,6 +18,9 @@ The worker goes below Faust's public API in four places, all of them here:
 - **the producer linger** (``end_linger``): closes the open aiokafka batches of some
   topics and wakes the sender, as aiokafka's ``flush_for_commit`` does for all batches.
 - **the consumer's fetch positions** (``fetch_state``, ``committed_offset``).
+- **the group membership** (``group_coordinator``, ``membership``, ``watch_heartbeats``):
+  the coordinator's generation and member id, whether a rejoin is due, and when the last
+  heartbeat the broker answered was sent (``stream.fence``'s lease).
 - **the local table store** (``LocalStore``): writes to one partition's RocksDB without a
   current event, keeping Faust's key index.
 
@@ -36,6 +39,7 @@ import importlib
 import inspect
 import re
 import sys
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -88,6 +92,7 @@ class Internal:
 _CONSUMER = "faust.transport.drivers.aiokafka:Consumer"
 _TP_STATE = "aiokafka.consumer.subscription_state:TopicPartitionState"
 _ACCUMULATOR = "aiokafka.producer.message_accumulator:MessageAccumulator"
+_COORDINATOR = "aiokafka.consumer.group_coordinator:GroupCoordinator"
 
 INTERNALS: Final[tuple[Internal, ...]] = (
     # the batch drain: Faust's consumer (the aiokafka driver's, used for kafka:// brokers)
@@ -127,6 +132,12 @@ INTERNALS: Final[tuple[Internal, ...]] = (
     Internal(_TP_STATE, "position", "property"),
     Internal(_TP_STATE, "highwater", "attribute", None, "last fetched high watermark"),
     Internal(_TP_STATE, "timestamp", "attribute", None, "time of the last fetch response"),
+    # the group membership (stream.fence)
+    Internal("aiokafka.consumer.consumer:AIOKafkaConsumer", "_coordinator", "attribute"),
+    Internal(_COORDINATOR, "_do_heartbeat", "coroutine", (), "heartbeat replies: the lease"),
+    Internal(_COORDINATOR, "generation", "attribute", None, "the member's generation"),
+    Internal(_COORDINATOR, "member_id", "attribute", None, "empty once the broker dropped it"),
+    Internal(_COORDINATOR, "_rejoin_needed_fut", "attribute", None, "a rebalance is due"),
     # the producer linger
     Internal("faust.transport.drivers.aiokafka:Producer", "_ensure_producer", "method", ()),
     Internal("aiokafka.producer.producer:AIOKafkaProducer", "_message_accumulator", "attribute"),
@@ -432,6 +443,58 @@ def fetch_state(assignment: Any, tp: Any) -> FetchState | None:
         fetched_ms=state.timestamp,
         paused=state.paused,
     )
+
+
+# --- the group membership --------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """What the consumer's group coordinator knows of this member."""
+
+    generation: int  # -1 once the broker no longer knows the member
+    member_id: str  # empty once the broker no longer knows the member
+    rejoining: bool  # a rebalance is due (the member learnt it, the callbacks follow)
+
+
+def group_coordinator(app: Any) -> Any | None:
+    """The aiokafka consumer's group coordinator, or None before the consumer started."""
+    from faust.exceptions import ConsumerNotStarted
+
+    try:
+        consumer = app.consumer._thread._ensure_consumer()
+    except ConsumerNotStarted:
+        return None
+    return consumer._coordinator
+
+
+def membership(coordinator: Any) -> Membership:
+    """The coordinator's view of the membership (read from another thread: plain values)."""
+    return Membership(
+        generation=coordinator.generation,
+        member_id=coordinator.member_id,
+        rejoining=coordinator._rejoin_needed_fut.done(),
+    )
+
+
+def watch_heartbeats(coordinator: Any, on_ok: Callable[[float], None]) -> None:
+    """Call ``on_ok(sent)`` (``time.monotonic()`` when it was sent) per heartbeat the
+    group coordinator answered as still a member (aiokafka keeps that time to itself)."""
+    watchers: list[Callable[[float], None]] | None
+    watchers = getattr(coordinator, "_groupwatch_heartbeats", None)
+    if watchers is None:
+        watchers = coordinator._groupwatch_heartbeats = []
+        original = coordinator._do_heartbeat
+
+        async def heartbeat() -> bool:
+            sent = time.monotonic()
+            ok = bool(await original())
+            if ok:
+                for watcher in watchers:
+                    watcher(sent)
+            return ok
+
+        coordinator._do_heartbeat = heartbeat
+    if on_ok not in watchers:
+        watchers.append(on_ok)
 
 
 def committed_offset(consumer: Any, tp: Any) -> int | None:

@@ -82,6 +82,12 @@ LAG = Gauge(
     ["topic", "partition"],
     registry=REGISTRY,
 )
+FENCED_BATCHES = Counter(
+    "groupwatch_stream_fenced_batches",
+    "Batches dropped unwritten because the worker no longer held the group generation they"
+    " were fetched under (stream/fence.py; read again by the partitions' owner).",
+    registry=REGISTRY,
+)
 DRAINED_BATCHES = Counter(
     "groupwatch_stream_drained_batches",
     "Fetched batches of input records handed whole to the worker by the batch drain"

@@ -148,6 +148,15 @@ class Settings(BaseSettings):
         None, description="Faust table store dir (default <state_dir>/stream)."
     )
     stream_web_port: int = Field(6066, description="Stream worker /metrics and /healthz port.")
+    stream_session_timeout_seconds: float = Field(
+        10.0,
+        ge=3,
+        le=300,
+        description=(
+            "Stream worker's consumer-group session: a dead worker's partitions move after"
+            " this; a worker that heard no heartbeat reply for this long writes nothing."
+        ),
+    )
 
     # --- Analytics -----------------------------------------------------------------
     duckdb_path: Path = Field(Path("data/groupwatch.duckdb"), description="The DuckDB file.")

@@ -206,12 +206,13 @@ class StreamWorker:
                 await app.producer.send(self.ticks, None, now, p, None, None)
 
         async def revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+            self.fence.watch()  # before the join: its SyncGroup reply renews the lease
             async with self._batch_lock:  # the batch in flight finishes first
                 await app.producer.flush()  # its writes reach the changelog
                 self.states.clear()  # reloaded from the (recovered) table on next use
 
         async def assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-            self.fence.joined()  # watch the new generation's heartbeats
+            self.fence.watch()
             async with self._batch_lock:
                 self.states.clear()
 

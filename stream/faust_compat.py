@@ -18,9 +18,9 @@ The worker goes below Faust's public API in five places, all of them here:
 - **the producer linger** (``end_linger``): closes the open aiokafka batches of some
   topics and wakes the sender, as aiokafka's ``flush_for_commit`` does for all batches.
 - **the consumer's fetch positions** (``fetch_state``, ``committed_offset``).
-- **the group membership** (``group_coordinator``, ``membership``, ``watch_heartbeats``):
+- **the group membership** (``group_coordinator``, ``membership``, ``watch_membership``):
   the coordinator's generation and member id, whether a rejoin is due, and when the last
-  heartbeat the broker answered was sent (``stream.fence``'s lease).
+  SyncGroup or heartbeat the broker answered was sent (``stream.fence``'s lease).
 - **the local table store** (``LocalStore``): writes to one partition's RocksDB without a
   current event, keeping Faust's key index.
 
@@ -134,7 +134,7 @@ INTERNALS: Final[tuple[Internal, ...]] = (
     Internal(_TP_STATE, "timestamp", "attribute", None, "time of the last fetch response"),
     # the group membership (stream.fence)
     Internal("aiokafka.consumer.consumer:AIOKafkaConsumer", "_coordinator", "attribute"),
-    Internal(_COORDINATOR, "_do_heartbeat", "coroutine", (), "heartbeat replies: the lease"),
+    Internal(_COORDINATOR, "_send_req", "coroutine", ("request",), "group replies: the lease"),
     Internal(_COORDINATOR, "generation", "attribute", None, "the member's generation"),
     Internal(_COORDINATOR, "member_id", "attribute", None, "empty once the broker dropped it"),
     Internal(_COORDINATOR, "_rejoin_needed_fut", "attribute", None, "a rebalance is due"),
@@ -475,24 +475,29 @@ def membership(coordinator: Any) -> Membership:
     )
 
 
-def watch_heartbeats(coordinator: Any, on_ok: Callable[[float], None]) -> None:
-    """Call ``on_ok(sent)`` (``time.monotonic()`` when it was sent) per heartbeat the
-    group coordinator answered as still a member (aiokafka keeps that time to itself)."""
-    watchers: list[Callable[[float], None]] | None
-    watchers = getattr(coordinator, "_groupwatch_heartbeats", None)
-    if watchers is None:
-        watchers = coordinator._groupwatch_heartbeats = []
-        original = coordinator._do_heartbeat
+def watch_membership(coordinator: Any, on_ok: Callable[[float], None]) -> None:
+    """Call ``on_ok(sent)`` (``time.monotonic()`` when it was sent) per SyncGroup or
+    heartbeat request the group coordinator answered without error: the broker knew the
+    member then and restarted its session (aiokafka keeps those times to itself)."""
+    from aiokafka.protocol.group import HeartbeatRequest, SyncGroupRequest
 
-        async def heartbeat() -> bool:
+    watchers: list[Callable[[float], None]] | None
+    watchers = getattr(coordinator, "_groupwatch_watchers", None)
+    if watchers is None:
+        watchers = coordinator._groupwatch_watchers = []
+        original = coordinator._send_req
+
+        async def send_req(request: Any) -> Any:
             sent = time.monotonic()
-            ok = bool(await original())
-            if ok:
+            response = await original(request)
+            if isinstance(request, HeartbeatRequest | SyncGroupRequest) and not getattr(
+                response, "error_code", 1
+            ):
                 for watcher in watchers:
                     watcher(sent)
-            return ok
+            return response
 
-        coordinator._do_heartbeat = heartbeat
+        coordinator._send_req = send_req
     if on_ok not in watchers:
         watchers.append(on_ok)
 

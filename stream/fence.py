@@ -11,13 +11,13 @@ cannot refuse such writes; the worker refuses them itself.
 
 A batch's outputs and state writes go out only while the worker holds a **lease** on the
 generation it fetched the batch under: same generation and member id, no rejoin due, and
-the last heartbeat the broker answered was *sent* less than ``session - heartbeat
-interval`` ago (the broker received it after it was sent, so it cannot have expired the
-member before ``sent + session``). A lease that is only too old waits for the next
-heartbeat reply (a slow broker delays the batch, it does not drop it); a generation gone
-drops the batch (``Fence.hold`` returns why): nothing of it is written or acknowledged,
-its partitions' in-memory states are reloaded from the local store, and the records are
-read again by whoever owns them.
+the last SyncGroup or heartbeat the broker answered was *sent* less than ``session -
+heartbeat interval`` ago (the broker received it after it was sent and restarted the
+member's session then, so it cannot have expired the member before ``sent + session``).
+A lease that is only too old waits for the next heartbeat reply (a slow broker delays
+the batch, it does not drop it); a generation gone drops the batch (``Fence.hold``
+returns why): nothing of it is written or acknowledged, its partitions' in-memory states
+are reloaded from the local store, and the records are read again by whoever owns them.
 """
 
 from __future__ import annotations
@@ -47,31 +47,27 @@ class Fence:
         self._find = coordinator
         self.lease_s = session_s - heartbeat_s
         self.max_wait_s = session_s * MAX_WAIT_SESSIONS
-        self._renewed = -math.inf  # time.monotonic() the last answered heartbeat was sent
+        self._renewed = -math.inf  # time.monotonic() the last answered request was sent
         self._coordinator: Any = None
 
     def renewed(self, sent: float) -> None:
-        """A heartbeat sent at ``sent`` was answered: still a member."""
+        """A SyncGroup or heartbeat sent at ``sent`` was answered: still a member."""
         if sent > self._renewed:
             self._renewed = sent
 
-    def joined(self) -> None:
-        """Partitions were assigned (before the generation's first heartbeat): watch the
-        heartbeats. The join itself does not renew the lease (when the broker answered it
-        is not known here): the first batches wait for the first heartbeat reply."""
-        self._watch()
-
-    def _watch(self) -> Any:
+    def watch(self) -> Any:
+        """Watch the coordinator's replies (call before a join: its SyncGroup renews the
+        lease); the coordinator, None before the consumer started."""
         if self._coordinator is None:
             coordinator = self._find()
             if coordinator is not None:
-                faust_compat.watch_heartbeats(coordinator, self.renewed)
+                faust_compat.watch_membership(coordinator, self.renewed)
                 self._coordinator = coordinator
         return self._coordinator
 
     def lost(self, generation: int) -> str | None:
         """Why the worker no longer holds ``generation`` (None: it may, or may soon)."""
-        coordinator = self._watch()
+        coordinator = self.watch()
         if coordinator is None:
             return "the consumer is not started"
         now = faust_compat.membership(coordinator)
@@ -82,7 +78,7 @@ class Fence:
         return None
 
     def age(self) -> float:
-        """Seconds since the last answered heartbeat was sent."""
+        """Seconds since the last answered SyncGroup or heartbeat was sent."""
         return time.monotonic() - self._renewed
 
     async def hold(self, generation: int) -> str | None:

@@ -1,7 +1,7 @@
 """The worker's lease on its group generation (stream/fence.py) on real aiokafka consumers
-in a real group on the session broker: it holds only on answered heartbeats of the
-generation, waits for a fresh reply when the last one is too old, and is lost as soon as
-another member's join ends the generation or the member left."""
+in a real group on the session broker: it holds only on answered heartbeats or SyncGroups
+of the generation, waits for a fresh reply when the last one is too old, and is lost as
+soon as another member's join ends the generation or the member left."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from stream.fence import Fence
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
-SESSION_MS, HEARTBEAT_MS = 6000, 300
+SESSION_MS, HEARTBEAT_MS = 6000, 1500
 
 
 def member(bootstrap: str, topic: str, group: str) -> AIOKafkaConsumer:
@@ -46,8 +46,8 @@ async def lease_scenario(bootstrap: str, topic: str) -> dict[str, object]:
     try:
         await assigned(a)
         coordinator = a._coordinator
-        fence = Fence(lambda: coordinator, session_s=SESSION_MS / 1000, heartbeat_s=0.3)
-        fence.joined()  # before the generation's first heartbeat, as the worker does
+        fence = Fence(lambda: coordinator, session_s=SESSION_MS / 1000, heartbeat_s=1.5)
+        fence.watch()  # after the join: the lease waits for the first heartbeat reply
         generation = coordinator.generation
         out: dict[str, object] = {"unrenewed_age": fence.age()}
         t0 = time.monotonic()
@@ -56,12 +56,16 @@ async def lease_scenario(bootstrap: str, topic: str) -> dict[str, object]:
         out["age_after_hold"] = fence.age()
 
         # a lease shorter than the heartbeat interval: each hold waits for a fresh reply
-        short = Fence(lambda: coordinator, session_s=0.2, heartbeat_s=0.1)
-        short.joined()
+        short = Fence(lambda: coordinator, session_s=2.0, heartbeat_s=1.9)
+        short.watch()
         out["short_hold"] = await short.hold(generation)
         out["short_age"] = short.age()
         out["stale_generation"] = fence.lost(generation - 1)
 
+        # a lease of 0.5 s (heartbeats every 1.5 s): current right after a rejoin only
+        # because the SyncGroup reply renews it
+        sync = Fence(lambda: coordinator, session_s=1.0, heartbeat_s=0.5)
+        sync.watch()
         b = member(bootstrap, topic, group)  # its join ends a's generation
         await b.start()
         try:
@@ -72,6 +76,11 @@ async def lease_scenario(bootstrap: str, topic: str) -> dict[str, object]:
                 lost = fence.lost(generation)
             out["lost_on_join"] = lost
             out["hold_after_join"] = await fence.hold(generation)
+            while coordinator.generation in (generation, -1) or not a.assignment():
+                assert time.monotonic() - t0 < 30, "a did not rejoin"
+                await a.getmany(timeout_ms=20)
+            out["age_after_rejoin"] = sync.age()
+            out["hold_new_generation"] = await fence.hold(coordinator.generation)
         finally:
             await b.stop()
     finally:
@@ -93,4 +102,6 @@ def test_the_lease_holds_on_heartbeats_and_is_lost_when_the_generation_ends(
     assert "is over" in str(out["stale_generation"]), out
     assert out["lost_on_join"] is not None, out
     assert out["hold_after_join"] is not None, out
+    assert out["hold_new_generation"] is None, out
+    assert out["age_after_rejoin"] < 0.5, out  # type: ignore[operator]
     assert out["lost_after_stop"] is not None, out

@@ -198,14 +198,19 @@ def test_faults_mid_load_lose_nothing_and_count_nothing_twice(stack: Stack) -> N
     assert totals["duplicates_ok"] > 0 and totals["late"] > 0, totals
 
     # DuckDB equals what was answered 200: windows, sends, raw exceptions by event_id.
-    failure_cells, send_cells = assert_duckdb_equals_ledger(
-        stack.query,
-        load,
-        ledger,
-        bootstrap=stack.bootstrap,
-        late_topic=stack.topics.late_events,
-        context=f"faults {faults}",
-    )
+    try:
+        failure_cells, send_cells = assert_duckdb_equals_ledger(
+            stack.query,
+            load,
+            ledger,
+            bootstrap=stack.bootstrap,
+            late_topic=stack.topics.late_events,
+            context=f"faults {faults}",
+        )
+    except BaseException:
+        for stage in (stack.stream, stack.sink):  # what a CI log needs to tell why
+            print(f"--- {stage.name} log, last lines ---\n{stage.log_tail(12000)}")
+        raise
     print(
         f"sent {load.sent} callbacks in {load_s:.0f} s, {totals['failures']} failures and "
         f"{totals['sends']} sends in {failure_cells} + {send_cells} "

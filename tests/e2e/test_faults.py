@@ -23,7 +23,7 @@ from groupwatch.simulate.signing import App
 from tests.support.exactness import assert_duckdb_equals_ledger
 from tests.support.load import Load
 from tests.support.ports import free_port
-from tests.support.processes import BrokerProcess, StageProcess, clean_env, groupwatch
+from tests.support.processes import BrokerProcess, StageProcess, groupwatch, pipeline_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -40,25 +40,17 @@ class Stack:
 
     def __init__(self, tmp: Path) -> None:
         prefix = f"gwfault-{tmp.name[-8:]}-{free_port()}"
-        self.env = clean_env(
-            GROUPWATCH_STATE_DIR=str(tmp / "state"),
+        self.env = pipeline_env(
+            tmp,
+            prefix,
             GROUPWATCH_KAFKA_PORT=str(free_port()),
             GROUPWATCH_KAFKA_CONTROLLER_PORT=str(free_port()),
             GROUPWATCH_KAFKA_HEAP="384m",
-            GROUPWATCH_TOPIC_PREFIX=prefix,
-            GROUPWATCH_PARTITIONS="3",
-            GROUPWATCH_DUCKDB_PATH=str(tmp / "data" / "gw.duckdb"),
-            GROUPWATCH_SNAPSHOT_PATH=str(tmp / "data" / "gw-snapshot.duckdb"),
             GROUPWATCH_SDKAPPIDS=",".join(a.sdkappid for a in APPS),
             GROUPWATCH_CALLBACK_TOKENS=",".join(f"{a.sdkappid}:{a.token}" for a in APPS if a.token),
             GROUPWATCH_UNSIGNED_SDKAPPIDS=",".join(a.sdkappid for a in APPS if not a.token),
-            GROUPWATCH_INGEST_PORT=str(free_port()),
             GROUPWATCH_INGEST_WORKERS="2",
-            GROUPWATCH_STREAM_WEB_PORT=str(free_port()),
-            GROUPWATCH_QUERY_PORT=str(free_port()),
             GROUPWATCH_QUERY_MAX_ROWS="1000000",
-            GROUPWATCH_STREAM_APP_ID=f"{prefix}-stream",
-            GROUPWATCH_SINK_GROUP_ID=f"{prefix}-sink",
             GROUPWATCH_WINDOW_SECONDS=str(WINDOW_S),
             GROUPWATCH_GRACE_SECONDS=str(GRACE_S),
         )

@@ -27,13 +27,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from analytics.apply import Applied, apply_batch, isolate, prune_send_ids, stored_offsets
 from analytics.batch import Prepared, RawMessage, collate, next_offsets_of, prepare
 from analytics.db import open_writer, writer_threads
-from analytics.membership import MembershipWatchdog
 from analytics.metrics import SinkStats
 from analytics.migrations import migrate
 from analytics.server import QueryServer, create_app
 from analytics.snapshot import Snapshotter, take_snapshot
 from analytics.worker import ForkGate, Limits
 from groupwatch.contracts import Settings, Topics
+from groupwatch.contracts.membership import MembershipWatchdog
 from groupwatch.contracts.startup import list_topics
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,8 @@ PRUNE_EVERY_SECONDS = 600
 
 SESSION_TIMEOUT_MS = 10000
 # A consumer with no partition for this long, which its group does not list, is rebuilt
-# (analytics/membership.py): three session timeouts, the longest a join legitimately waits
-# for dead members and a rebalance.
+# (groupwatch/contracts/membership.py): three session timeouts, the longest a join
+# legitimately waits for dead members and a rebalance.
 WATCHDOG_AFTER_S = 3 * SESSION_TIMEOUT_MS / 1000
 CLOSE_WAIT_SECONDS = 15.0
 
@@ -176,9 +176,9 @@ class Sink:
         self.watchdog.restarted()
 
     def _rebuild_consumer(self) -> None:
-        """Replace a consumer its group has forgotten (``analytics.membership``): close it
-        (in a thread: a wedged one may block in close), subscribe a new one. The new
-        assignment seeks to the offsets in DuckDB, so nothing is skipped or applied twice."""
+        """Replace a consumer its group has forgotten (``groupwatch.contracts.membership``):
+        close it (in a thread: a wedged one may block in close), subscribe a new one. The
+        new assignment seeks to the offsets in DuckDB: nothing is skipped or applied twice."""
         old = self.consumer
         self.consumer_rebuilds += 1
         log.warning("rebuilding the sink's consumer (rebuild %d)", self.consumer_rebuilds)

@@ -12,9 +12,9 @@ import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from analytics.membership import MembershipWatchdog
 from analytics.sink import Sink
 from groupwatch.contracts import Settings, Topics
+from groupwatch.contracts.membership import MembershipWatchdog
 from tests.analytics.test_sink import assert_matches_reference, sink_settings
 from tests.analytics.workload import make_workload
 from tests.support.ports import free_port

@@ -1,4 +1,8 @@
-"""The sink consumer's membership watchdog: subscribed, idle and forgotten by its group.
+"""A consumer's membership watchdog: subscribed, idle and forgotten by its group.
+
+Used by the consumer-group stages on confluent-kafka (the sink, notify); it lives in the
+contracts, like ``startup``, because stages import nothing from groupwatch but
+``groupwatch.contracts``.
 
 Three times a fault run left the sink alive and subscribed but holding no partition, for
 the rest of the run, while the group coordinator listed no member (docs/RELIABILITY.md,
@@ -90,8 +94,7 @@ class MembershipWatchdog:
         if member_id and member_id in members:
             return False
         log.warning(
-            "the sink's consumer (member %r) has held no partition for %.0f s and group %s "
-            "lists %s",
+            "the consumer (member %r) has held no partition for %.0f s and group %s lists %s",
             member_id,
             now - self._idle_since,
             self.group_id,

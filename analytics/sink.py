@@ -41,10 +41,10 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY_SECONDS = 600
 
 SESSION_TIMEOUT_MS = 10000
-# A consumer with no partition for this long, which its group does not list, is rebuilt
-# (groupwatch/contracts/membership.py): three session timeouts, the longest a join
+# A consumer with no partition for this long while the cluster answers is rebuilt
+# (groupwatch/contracts/membership.py): six session timeouts, well past the longest a join
 # legitimately waits for dead members and a rebalance.
-WATCHDOG_AFTER_S = 3 * SESSION_TIMEOUT_MS / 1000
+WATCHDOG_AFTER_S = 6 * SESSION_TIMEOUT_MS / 1000
 CLOSE_WAIT_SECONDS = 15.0
 
 # While automatic garbage collection is off (``groupwatch sink`` turns it off, see
@@ -131,9 +131,7 @@ class Sink:
                 self.stats,
                 self.gate.long,
             )
-        self.watchdog = MembershipWatchdog(
-            settings.bootstrap_servers, settings.sink_group_id, after_s=WATCHDOG_AFTER_S
-        )
+        self.watchdog = MembershipWatchdog(t.exceptions, after_s=WATCHDOG_AFTER_S)
         self.consumer_rebuilds = 0
         self.consumer = self._new_consumer()
 
@@ -176,7 +174,7 @@ class Sink:
         self.watchdog.restarted()
 
     def _rebuild_consumer(self) -> None:
-        """Replace a consumer its group has forgotten (``groupwatch.contracts.membership``):
+        """Replace a consumer wedged out of its group (``groupwatch.contracts.membership``):
         close it (in a thread: a wedged one may block in close), subscribe a new one. The
         new assignment seeks to the offsets in DuckDB: nothing is skipped or applied twice."""
         old = self.consumer

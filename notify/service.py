@@ -78,7 +78,7 @@ class Notifier:
         self.pool = ThreadPoolExecutor(len(self.channels), thread_name_prefix="notify")
         self.server = MetricsServer(self.metrics, s.notify_host, s.notify_port)
         self.watchdog = MembershipWatchdog(
-            s.bootstrap_servers, s.notify_group_id, after_s=3 * SESSION_TIMEOUT_MS / 1000
+            self.topics.alerts, after_s=6 * SESSION_TIMEOUT_MS / 1000
         )
         self.consumer = self._new_consumer()
         self.producer = Producer(
@@ -118,7 +118,7 @@ class Notifier:
         self.watchdog.restarted()
 
     def _rebuild_consumer(self) -> None:
-        """A consumer its group forgot (``groupwatch.contracts.membership``): a new one
+        """A consumer wedged out of its group (``groupwatch.contracts.membership``): a new one
         resumes from the committed offsets (delivered batches only: nothing is skipped)."""
         log.warning("rebuilding the notify consumer")
         with contextlib.suppress(Exception):

@@ -1,9 +1,8 @@
-"""The sink's membership watchdog against the real broker, and a rebuilt consumer that
-lands every record once."""
+"""The group consumers' watchdog against the real broker, and a sink whose consumer is
+rebuilt that lands every record once."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from analytics.sink import Sink
 from groupwatch.contracts import Settings, Topics
-from groupwatch.contracts.membership import MembershipWatchdog
+from groupwatch.contracts.membership import MembershipWatchdog, cluster_answers
 from tests.analytics.test_sink import assert_matches_reference, sink_settings
 from tests.analytics.workload import make_workload
 from tests.support.ports import free_port
@@ -31,75 +30,52 @@ class Clock:
         return self.now
 
 
-def joined(
-    bootstrap: str,
-    group: str,
-    topic: str,
-    *,
-    want_partitions: bool,
-    others: tuple[Consumer, ...] = (),
-) -> Consumer:
-    """A consumer of ``group`` that has joined (assigned its share, possibly nothing);
-    ``others`` of the group keep polling meanwhile, so the rebalance completes."""
-    done = threading.Event()
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-
-    def on_assign(c: Consumer, parts: list[object]) -> None:
-        if parts or not want_partitions:
-            done.set()
-
-    consumer.subscribe([topic], on_assign=on_assign)
-    deadline = time.monotonic() + 60
-    while not done.is_set():
-        assert time.monotonic() < deadline, f"{group}: no assignment in 60 s"
-        consumer.poll(0.2)
-        for other in others:
-            other.poll(0.05)
-    return consumer
-
-
-def test_a_listed_member_is_left_alone_and_a_forgotten_one_is_stale(
+def test_idle_while_the_cluster_answers_is_stale_and_a_dead_cluster_decides_nothing(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     topic = f"{topic_prefix}-membership"
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
-    group, other_group = f"{topic_prefix}-g{free_port()}", f"{topic_prefix}-h{free_port()}"
-    active = joined(kafka_bootstrap, group, topic, want_partitions=True)
-    standby = joined(kafka_bootstrap, group, topic, want_partitions=False, others=(active,))
-    elsewhere = joined(kafka_bootstrap, other_group, topic, want_partitions=True)
+    live = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"{topic_prefix}-g"})
+    dead = Consumer(
+        {"bootstrap.servers": f"127.0.0.1:{free_port()}", "group.id": f"{topic_prefix}-g"}
+    )
     try:
-        for _ in range(25):  # the standby's join rebalanced the group: let both settle
-            active.poll(0.1)
-            standby.poll(0.1)
         clock = Clock()
-        dog = MembershipWatchdog(kafka_bootstrap, group, after_s=30, clock=clock)
-        dog.assigned(0)
-        clock.now += 29
-        assert not dog.stale(standby)  # not idle long enough: no broker call yet
+        dog = MembershipWatchdog(topic, after_s=60, clock=clock)
+        clock.now += 59
+        assert not dog.stale(live)  # not idle long enough: not even asked
         clock.now += 2
-        # idle 31 s, but the group lists it: a standby (the partition is the other's)
-        assert not dog.stale(standby)
-        assert standby.memberid() in (dog.members() or set())
-        clock.now += 31
-        # a consumer whose member id the group does not list (here: it is in another group)
-        assert dog.stale(elsewhere)
-        assert not dog.stale(elsewhere)  # checked at most every after_s
-        dog.assigned(1)
-        clock.now += 100
-        assert not dog.stale(elsewhere)  # holds partitions: never checked
+        assert dog.stale(live)  # idle 61 s and the cluster answers: rebuild
+        assert not dog.stale(live)  # asked at most every after_s
+        dog.restarted()  # the rebuilt consumer gets after_s to join
+        clock.now += 30
+        assert not dog.stale(live)
+        dog.assigned(3)
+        clock.now += 1000
+        assert not dog.stale(live)  # holds partitions: never asked
+        dog.revoked()
+        clock.now += 61
+        assert dog.stale(live)
+        # a cluster that does not answer (down, frozen) decides nothing
+        other = MembershipWatchdog(topic, after_s=60, clock=clock)
+        clock.now += 61
+        assert not other.stale(dead)
+        assert not cluster_answers(dead, topic, timeout=1.0)
+        assert cluster_answers(live, topic)
+        assert not cluster_answers(live, f"{topic}-missing", timeout=2.0)
     finally:
-        for c in (active, standby, elsewhere):
-            c.close()
+        live.close()
+        dead.close()
 
 
-class ForgottenOnce(MembershipWatchdog):
-    """The group "forgets" the sink once, after ``after_rows`` records are in DuckDB:
-    the one decision a test cannot make the broker take on cue; the rebuild that follows is
-    the sink's real one, against the real broker."""
+class WedgedOnce(MembershipWatchdog):
+    """Says "wedged" once, after ``after_rows`` records are in DuckDB: the state a test
+    cannot put librdkafka in on cue; the rebuild that follows is the sink's real one,
+    against the real broker."""
 
     def __init__(self, sink: Sink, stored: Callable[[], int], after_rows: int) -> None:
-        super().__init__(sink.settings.bootstrap_servers, sink.settings.sink_group_id, after_s=30)
+        super().__init__(sink.topics.exceptions, after_s=60)
         self._stored = stored
         self._after_rows = after_rows
         self.fired = False
@@ -130,7 +106,7 @@ def test_a_rebuilt_consumer_lands_every_record_once(
             )
         return int(row[0]) if row else 0
 
-    dog = ForgottenOnce(sink, stored, after_rows=total // 3)
+    dog = WedgedOnce(sink, stored, after_rows=total // 3)
     sink.watchdog = dog
     deadline = time.monotonic() + 120
     sink.run(until=lambda: stored() >= total or time.monotonic() > deadline)  # then closes

@@ -20,12 +20,12 @@ from tests.notify.test_delivery import alert, notify_settings, produce_alerts
 pytestmark = [pytest.mark.kafka]
 
 
-class ForgottenOnce(MembershipWatchdog):
-    """Says "forgotten" once ``fire`` is set: the decision a test cannot make the broker
-    take on cue; the rebuild that follows is notify's real one, on the real broker."""
+class WedgedOnce(MembershipWatchdog):
+    """Says "wedged" once ``fire`` is set: the state a test cannot put librdkafka in on
+    cue; the rebuild that follows is notify's real one, on the real broker."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings.bootstrap_servers, settings.notify_group_id, after_s=30)
+        super().__init__(Topics.from_settings(settings).alerts, after_s=60)
         self.fire = threading.Event()
         self.fired = 0
 
@@ -44,7 +44,7 @@ def test_a_rebuilt_notify_consumer_delivers_every_later_alert(
         make_settings, topic_prefix, notify_webhook_url=webhook.url, notify_port=0
     )
     notifier = Notifier(settings)
-    dog = ForgottenOnce(settings)
+    dog = WedgedOnce(settings)
     notifier.watchdog = dog
     runner = threading.Thread(target=notifier.run, daemon=True)
     first = [alert(f"m{i:02d}") for i in range(5)]

@@ -41,10 +41,10 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY_SECONDS = 600
 
 SESSION_TIMEOUT_MS = 10000
-# A consumer with no partition for this long while the cluster answers is rebuilt
-# (groupwatch/contracts/membership.py): six session timeouts, well past the longest a join
-# legitimately waits for dead members and a rebalance.
-WATCHDOG_AFTER_S = 6 * SESSION_TIMEOUT_MS / 1000
+# A consumer holding no partition while the cluster has answered for this long is rebuilt
+# (groupwatch/contracts/membership.py): nine session timeouts, well past the longest join
+# seen (~35 s after the broker's return from a SIGKILL, in the fault suite).
+WATCHDOG_AFTER_S = 9 * SESSION_TIMEOUT_MS / 1000
 CLOSE_WAIT_SECONDS = 15.0
 
 # While automatic garbage collection is off (``groupwatch sink`` turns it off, see

@@ -78,7 +78,7 @@ class Notifier:
         self.pool = ThreadPoolExecutor(len(self.channels), thread_name_prefix="notify")
         self.server = MetricsServer(self.metrics, s.notify_host, s.notify_port)
         self.watchdog = MembershipWatchdog(
-            self.topics.alerts, after_s=6 * SESSION_TIMEOUT_MS / 1000
+            self.topics.alerts, after_s=9 * SESSION_TIMEOUT_MS / 1000
         )
         self.consumer = self._new_consumer()
         self.producer = Producer(

@@ -7,13 +7,13 @@ contracts, like ``startup``, because stages import nothing from groupwatch but
 Three times a fault run left the sink alive and subscribed but holding no partition for
 the rest of the run (docs/RELIABILITY.md, "the sink can stop consuming"): librdkafka's
 group state did not recover from a broker restart or freeze in the middle of a join. Two
-causes were found and fixed; the third left no log. This watchdog covers any such wedge:
-once the consumer has held no partition for ``after_s`` (several session timeouts: longer
-than any join waits for dead members and a rebalance), it asks the cluster for the
-metadata of one of the consumer's topics, on the consumer's own connection, at most every
-``after_s``. A cluster that does not answer (the broker is down or frozen) decides nothing:
-the consumer keeps trying on its own. A cluster that answers while the consumer still has
-nothing means the consumer is to be rebuilt (``stale`` True).
+causes were found and fixed; the third left no log. This watchdog covers any such wedge.
+While the consumer holds no partition it sends, every ``check_s``, a metadata request for
+one of its topics on the consumer's own connections. Time in which the cluster does not
+answer (down, frozen) does not count: a join legitimately waits for the broker to return,
+then for dead members' sessions and a rebalance (up to a minute in the fault suite after
+a broker SIGKILL). Once the cluster has answered every check for ``after_s`` while the
+consumer still holds nothing, the consumer is to be rebuilt (``stale`` True).
 
 What it does not ask: the group coordinator's member list (``describe_consumer_groups``).
 That was the first design; librdkafka's admin client aborted the whole process (an
@@ -56,44 +56,55 @@ class MembershipWatchdog:
         topic: str,
         *,
         after_s: float,
+        check_s: float = 10.0,
+        metadata_timeout_s: float = METADATA_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.topic = topic
+        self.metadata_timeout_s = metadata_timeout_s
         self.after_s = after_s
+        self.check_s = check_s
         self._clock = clock
-        self._idle_since: float | None = clock()  # subscribed, nothing assigned yet
-        self._next_check = 0.0
+        self._idle = True  # subscribed, nothing assigned yet
+        self._answering_since: float | None = None
+        self._next_check = clock() + check_s
 
     def assigned(self, partitions: int) -> None:
         if partitions:
-            self._idle_since = None
-        elif self._idle_since is None:
-            self._idle_since = self._clock()
+            self._idle = False
+        else:
+            self.revoked()
 
     def revoked(self) -> None:
-        if self._idle_since is None:
-            self._idle_since = self._clock()
+        if not self._idle:
+            self._idle = True
+            self._answering_since = None
+            self._next_check = self._clock() + self.check_s
 
     def restarted(self) -> None:
-        """A new consumer subscribed: it gets ``after_s`` to join before any check."""
-        self._idle_since = self._clock()
-        self._next_check = 0.0
+        """A new consumer subscribed: the count starts again."""
+        self._idle = True
+        self._answering_since = None
+        self._next_check = self._clock() + self.check_s
 
     def stale(self, consumer: Consumer) -> bool:
-        """True when ``consumer`` held no partition for ``after_s`` while the cluster
-        answers (a metadata request, at most every ``after_s``)."""
+        """True when ``consumer`` has held no partition while the cluster answered every
+        check for ``after_s`` (a metadata request every ``check_s`` while idle)."""
         now = self._clock()
-        if self._idle_since is None or now - self._idle_since < self.after_s:
+        if not self._idle or now < self._next_check:
             return False
-        if now < self._next_check:
+        self._next_check = now + self.check_s
+        if not cluster_answers(consumer, self.topic, self.metadata_timeout_s):
+            self._answering_since = None
             return False
-        self._next_check = now + self.after_s
-        if not cluster_answers(consumer, self.topic):
+        if self._answering_since is None:
+            self._answering_since = now
+        if now - self._answering_since < self.after_s:
             return False
         log.warning(
             "the consumer (member %r) has held no partition for %.0f s while the cluster "
-            "answers: rebuilding it",
+            "answered: rebuilding it",
             consumer.memberid(),
-            now - self._idle_since,
+            now - self._answering_since,
         )
         return True

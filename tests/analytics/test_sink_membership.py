@@ -42,25 +42,35 @@ def test_idle_while_the_cluster_answers_is_stale_and_a_dead_cluster_decides_noth
     )
     try:
         clock = Clock()
-        dog = MembershipWatchdog(topic, after_s=60, clock=clock)
-        clock.now += 59
-        assert not dog.stale(live)  # not idle long enough: not even asked
-        clock.now += 2
-        assert dog.stale(live)  # idle 61 s and the cluster answers: rebuild
-        assert not dog.stale(live)  # asked at most every after_s
-        dog.restarted()  # the rebuilt consumer gets after_s to join
+        dog = MembershipWatchdog(topic, after_s=60, check_s=10, clock=clock)
+        clock.now += 5
+        assert not dog.stale(live)  # before the first check: not even asked
+        clock.now += 5
+        assert not dog.stale(live)  # the cluster answers: counting starts
+        clock.now += 5
+        assert not dog.stale(live)  # between checks
+        clock.now += 50
+        assert not dog.stale(live)  # answering for 55 s
+        clock.now += 10
+        assert dog.stale(live)  # answering for 65 s with nothing assigned: rebuild
+        dog.restarted()  # the rebuilt consumer: counting starts again
         clock.now += 30
         assert not dog.stale(live)
         dog.assigned(3)
         clock.now += 1000
         assert not dog.stale(live)  # holds partitions: never asked
         dog.revoked()
-        clock.now += 61
-        assert dog.stale(live)
-        # a cluster that does not answer (down, frozen) decides nothing
-        other = MembershipWatchdog(topic, after_s=60, clock=clock)
-        clock.now += 61
-        assert not other.stale(dead)
+        for _ in range(7):
+            clock.now += 10
+            stale = dog.stale(live)
+        assert stale
+        # time in which the cluster does not answer (down, frozen) does not count
+        other = MembershipWatchdog(
+            topic, after_s=60, check_s=10, metadata_timeout_s=0.5, clock=clock
+        )
+        for _ in range(10):
+            clock.now += 10
+            assert not other.stale(dead)
         assert not cluster_answers(dead, topic, timeout=1.0)
         assert cluster_answers(live, topic)
         assert not cluster_answers(live, f"{topic}-missing", timeout=2.0)
@@ -75,7 +85,7 @@ class WedgedOnce(MembershipWatchdog):
     against the real broker."""
 
     def __init__(self, sink: Sink, stored: Callable[[], int], after_rows: int) -> None:
-        super().__init__(sink.topics.exceptions, after_s=60)
+        super().__init__(sink.topics.exceptions, after_s=90)
         self._stored = stored
         self._after_rows = after_rows
         self.fired = False

@@ -25,7 +25,7 @@ class WedgedOnce(MembershipWatchdog):
     cue; the rebuild that follows is notify's real one, on the real broker."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(Topics.from_settings(settings).alerts, after_s=60)
+        super().__init__(Topics.from_settings(settings).alerts, after_s=90)
         self.fire = threading.Event()
         self.fired = 0
 

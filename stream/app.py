@@ -356,7 +356,6 @@ class StreamWorker:
             unread=self.unread,
         )
         batches, refused = applied.effects, applied.refused
-        m.count_records(applied.read, list(batches.values()))
         outputs = [out for b in batches.values() for out in b.outputs]
         fenced = await self.fence.hold(generation)
         if fenced is None and outputs:
@@ -366,6 +365,7 @@ class StreamWorker:
             fenced = await self.fence.hold(generation)  # the acks may have taken long
         if fenced is not None:
             return await self._drop(records, positions, generation, fenced)
+        m.count_records(applied.read, list(batches.values()))  # once: not for a dropped batch
         for partition, batch in batches.items():
             await self._carry_out(partition, batch)
         if refused:

@@ -151,9 +151,7 @@ def collate(messages: Iterable[RawMessage], topics: Topics) -> Batch:
     return batch
 
 
-def _decode_exceptions(
-    batch: Batch, messages: Sequence[RawMessage], values: list[bytes]
-) -> None:
+def _decode_exceptions(batch: Batch, messages: Sequence[RawMessage], values: list[bytes]) -> None:
     """The raw exceptions ``messages`` (whose values are ``values``) into ``batch``: one
     Arrow table if the JSON fast path takes them all, else record by record."""
     if len(values) >= JSON_FAST_PATH_MIN_ROWS:

@@ -86,7 +86,9 @@ class RawMessages(Sequence[RawMessage]):
             return self._bounds
         low: dict[tuple[str, int], int] = {}
         high: dict[tuple[str, int], int] = {}
-        for key, offset in zip(zip(self.topics, self.partitions), self.offsets):
+        for key, offset in zip(
+            zip(self.topics, self.partitions, strict=True), self.offsets, strict=True
+        ):
             top = high.get(key)
             if top is None:
                 low[key] = high[key] = offset

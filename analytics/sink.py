@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from itertools import repeat
 from types import FrameType
+from typing import cast
 
 import duckdb
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
@@ -230,14 +231,17 @@ class Sink:
         # (by identity: a KafkaError compared with None raises)
         if any(map(operator.is_not, map(Message.error, messages), repeat(None))):
             return self._fresh_each(messages)
+        topics = list(map(Message.topic, messages))
+        partitions = list(map(Message.partition, messages))
+        offsets = list(map(Message.offset, messages))
+        if None in topics or None in partitions or None in offsets:
+            return self._fresh_each(messages)
         raws = RawMessages(
-            list(map(Message.topic, messages)),
-            list(map(Message.partition, messages)),
-            list(map(Message.offset, messages)),
+            cast(list[str], topics),
+            cast(list[int], partitions),
+            cast(list[int], offsets),
             list(map(Message.value, messages)),
         )
-        if None in raws.topics or None in raws.partitions or None in raws.offsets:
-            return self._fresh_each(messages)
         positions = self.positions
         low, _ = raws.offset_bounds()
         if all(offset >= positions.get(key, 0) for key, offset in low.items()):

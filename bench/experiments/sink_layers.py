@@ -17,7 +17,9 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
@@ -27,6 +29,8 @@ from bench import events as inputs
 from bench.analytics.sink import direct_insert, drop_topics
 from groupwatch.admin.topics import create_topics
 from groupwatch.contracts import Topics, load_settings
+
+T = TypeVar("T")
 
 
 @click.command()
@@ -62,7 +66,7 @@ def main(bootstrap: str, events: int, batch_rows: int | None) -> None:
         done = 0
         s = settings
 
-        def timed(name: str, fn, *args):  # type: ignore[no-untyped-def]
+        def timed(name: str, fn: Callable[..., T], *args: object) -> T:
             c0, w0 = time.thread_time(), time.perf_counter()
             out = fn(*args)
             cpu[name] += time.thread_time() - c0

@@ -16,6 +16,9 @@ one statement, so each key must appear once):
   updated_at_ms): a final beats any update, counts never go backwards, a non-final
   arriving after the final never overrides it.
 * ``alerts``: the newest raise per key (raised_at_ms).
+* the rollups (``analytics/rollups.py``): the exceptions and sends stored anew, added in
+  the same transaction (all rows of the plain insert; the ids the de-duplicating insert
+  returns; the ids ``send_ids`` stored).
 * ``kafka_offsets``: the next offset to read per (topic, partition), never moved back
   (a handful of rows per batch: a VALUES list in the transaction's script, no Arrow).
 
@@ -46,7 +49,7 @@ import msgspec
 import pyarrow as pa
 
 from analytics import batch as b
-from analytics import tables
+from analytics import rollups, tables
 from analytics.tablespec import insert_sql, new_keys_name, upsert_sql
 from groupwatch.contracts import Topics
 from groupwatch.contracts.records import (
@@ -60,7 +63,7 @@ from groupwatch.contracts.records import (
 
 # The statements, generated from the table spec (analytics/tables.py) under each
 # table's rule; ``_b_<stage>`` is the batch table registered for it.
-INSERT_EXCEPTIONS = upsert_sql(tables.EXCEPTIONS)
+INSERT_EXCEPTIONS = upsert_sql(tables.EXCEPTIONS, returning_key=True)
 # the optimistic form: raises duckdb.ConstraintException if an event_id is already stored
 INSERT_EXCEPTIONS_NEW = insert_sql(tables.EXCEPTIONS, deduplicate=False, on_conflict=False)
 INSERT_SEND_IDS = upsert_sql(tables.SEND_IDS, returning_key=True)
@@ -105,7 +108,11 @@ def _run(con: duckdb.DuckDBPyConnection, name: str, table: object, sql: str) -> 
 
 _EXCEPTIONS = tables.EXCEPTIONS.registered
 _SENDS = tables.SEND_IDS.registered
-_NAMES = (*(stage.registered for stage in tables.STAGES.values()), NEW_SENDS)
+_NAMES = (
+    *(stage.registered for stage in tables.STAGES.values()),
+    NEW_SENDS,
+    rollups.NEW_EXCEPTIONS,
+)
 
 
 @dataclass
@@ -169,7 +176,8 @@ def _apply(
             con.register(_EXCEPTIONS, batch_tables["exceptions"])
             registered.append(_EXCEPTIONS)
             if not separate_exceptions:
-                script.append(insert_exceptions)
+                # every row is new (the plain insert fails otherwise): all rolled up
+                script.extend((insert_exceptions, rollups.ADD_ALL_NEW))
                 applied.new_exceptions = batch_tables["exceptions"].num_rows
         for key, name, sql in _SCRIPTED:
             if key in batch_tables:
@@ -184,8 +192,11 @@ def _apply(
         else:
             script.insert(0, "BEGIN TRANSACTION")
         if separate_exceptions:
-            rows = con.execute(insert_exceptions).fetchall()
-            applied.new_exceptions = int(rows[0][0]) if rows else 0
+            stored = [row[0] for row in con.execute(insert_exceptions).fetchall()]
+            applied.new_exceptions = len(stored)
+            if stored:  # only the rows stored anew are rolled up
+                ids = pa.table({"event_id": pa.array(stored, pa.string())})
+                _run(con, rollups.NEW_EXCEPTIONS, ids, rollups.ADD_SOME_NEW)
         if "sends" in batch_tables:
             con.register(_SENDS, batch_tables["sends"])
             registered.append(_SENDS)
@@ -193,7 +204,7 @@ def _apply(
             applied.new_sends = len(new_ids)
             if new_ids:
                 table = pa.table({"event_id": pa.array(new_ids, pa.string())})
-                _run(con, NEW_SENDS, table, ADD_SENDS)
+                _run(con, NEW_SENDS, table, f"{ADD_SENDS}; {rollups.ADD_NEW_SENDS}")
         con.execute(";\n".join(script)).fetchall()
     except BaseException:
         # the error came before BEGIN, or a failed COMMIT already rolled back

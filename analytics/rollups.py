@@ -4,13 +4,14 @@ The dashboard's long ranges (24 h, 7 d) cannot scan millions of raw exceptions w
 100 ms budget; these tables hold what its statements need, exactly:
 
 * ``failures_minutely`` — failures per app, minute, error code and category;
-* ``group_failures_hourly`` — failures per app, hour and group;
+* ``group_hourly`` — failures and sends per app, hour and group (one scan gives the top
+  groups and their sends);
 * ``code_groups_seen`` / ``senders_seen`` / ``code_senders_seen`` — the last event time
   of each (app, code, group), (app, sender) and (app, code, sender): distinct counts do not
   add up across buckets, but "seen at or after ``since``" does not need to (``seen_valid``
   in ``analytics/dashboard/queries.py`` says when it equals the raw count);
-* ``sends_app_minutely`` — sends per app and minute; ``group_sends_hourly`` — sends per
-  app, group and hour (``sends_minutely`` holds a row per app, group and minute).
+* ``sends_app_minutely`` — sends per app and minute (``sends_minutely`` holds a row per
+  app, group and minute).
 
 Counts are added only for rows stored anew, so a redelivered batch adds nothing: on the
 sink's fast path (a plain ``INSERT`` of the exceptions, which fails on any stored id) every
@@ -59,9 +60,15 @@ FAILURES_MINUTELY = Table(
     key=("sdkappid", "minute", "error_code", "error_category"),
     rule=CountOnce("failures", once_by=EXCEPTIONS),
 )
-GROUP_FAILURES_HOURLY = Table(
-    "group_failures_hourly",
-    columns=(APP, _c("hour", "TIMESTAMPTZ"), _c("group_id", "VARCHAR"), _c("failures", "BIGINT")),
+GROUP_HOURLY = Table(
+    "group_hourly",
+    columns=(
+        APP,
+        _c("hour", "TIMESTAMPTZ"),
+        _c("group_id", "VARCHAR"),
+        _c("failures", "BIGINT"),
+        Column("sends", "BIGINT"),  # NULL: no send counted in that hour
+    ),
     key=("sdkappid", "hour", "group_id"),
     rule=CountOnce("failures", once_by=EXCEPTIONS),
 )
@@ -89,35 +96,33 @@ SENDS_APP_MINUTELY = Table(
     key=("sdkappid", "minute"),
     rule=CountOnce("sends", once_by=SEND_IDS),
 )
-GROUP_SENDS_HOURLY = Table(
-    "group_sends_hourly",
-    columns=(APP, _c("hour", "TIMESTAMPTZ"), _c("group_id", "VARCHAR"), _c("sends", "BIGINT")),
-    key=("sdkappid", "hour", "group_id"),
-    rule=CountOnce("sends", once_by=SEND_IDS),
-)
-
 TABLES: Final[tuple[Table, ...]] = (
     FAILURES_MINUTELY,
-    GROUP_FAILURES_HOURLY,
+    GROUP_HOURLY,
     CODE_GROUPS_SEEN,
     SENDERS_SEEN,
     CODE_SENDERS_SEEN,
     SENDS_APP_MINUTELY,
-    GROUP_SENDS_HOURLY,
 )
 
 
-def _add(table: Table, select: str) -> str:
-    """``select`` (one row per key) added to ``table``: counts summed, times kept greatest."""
-    cols = ", ".join(c.name for c in table.columns)
+def _add(table: Table, select: str, column: str | None = None) -> str:
+    """``select`` (one row per key) added to ``table``: counts summed (``column``, default
+    the rule's; NULL counts as 0), times kept greatest."""
     rule = table.rule
+    names = [c.name for c in table.columns]
     if isinstance(rule, CountOnce):
-        c = rule.column
+        c = column or rule.column
+        names = [n for n in names if n in table.key or n == c]
         update = f"{c} = {table.name}.{c} + excluded.{c}"
+        if c != rule.column:  # a nullable count; the rule's (NOT NULL) is 0 in a new row
+            update = f"{c} = coalesce({table.name}.{c}, 0) + excluded.{c}"
+            names.append(rule.column)
     else:
         assert isinstance(rule, KeepGreatest)
         c = rule.column
         update = f"{c} = excluded.{c} WHERE excluded.{c} > {table.name}.{c}"
+    cols = ", ".join(names)
     return f"INSERT INTO {table.name} ({cols})\n{select}\nON CONFLICT DO UPDATE SET {update}"
 
 
@@ -130,7 +135,7 @@ def exceptions_sql(source: str) -> list[str]:
             f"count(*)\nFROM {source} GROUP BY ALL",
         ),
         _add(
-            GROUP_FAILURES_HOURLY,
+            GROUP_HOURLY,
             "SELECT sdkappid, date_trunc('hour', event_time), group_id, count(*)\n"
             f"FROM {source} GROUP BY ALL",
         ),
@@ -160,9 +165,10 @@ def sends_sql(source: str) -> list[str]:
             f"SELECT sdkappid, minute, sum(sends)::BIGINT\nFROM {source} GROUP BY ALL",
         ),
         _add(
-            GROUP_SENDS_HOURLY,
-            "SELECT sdkappid, date_trunc('hour', minute), group_id, sum(sends)::BIGINT\n"
+            GROUP_HOURLY,
+            "SELECT sdkappid, date_trunc('hour', minute), group_id, sum(sends)::BIGINT, 0\n"
             f"FROM {source} GROUP BY ALL",
+            column="sends",
         ),
     ]
 

@@ -2,15 +2,21 @@
 
 Each function takes ``run(sql, params) -> rows as dicts``: the dashboard passes its
 snapshot reader, the benchmark a plain DuckDB connection (the same statements, run
-directly). Counts come from the raw ``exceptions`` rows (exact, and what the group page
-lists), sends from ``sends_minutely``; a failure ratio is failures / (failures + sends)
-and is absent (None) for an app that reports no sends in the range.
+directly). Counts are those of the raw ``exceptions`` rows and of ``sends_minutely``,
+read where they are cheap: whole minutes and hours of the range from the sink's rollups
+(``analytics/rollups.py``), the rest from the raw rows (``_F``, ``Edges``), and distinct
+groups and senders from the "seen" tables while no row of the app is dated after the
+range (``SEEN_VALID``), else from the raw rows; ``tests/analytics/dashboard/
+test_rollups.py`` holds every answer to the raw SQL. A failure ratio is failures /
+(failures + sends) and is absent (None) for an app that reports no sends in the range.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from analytics.dashboard.filters import Window
@@ -37,6 +43,7 @@ SELECT sdkappid FROM (
 _RAW = "sdkappid = $app AND event_time >= $since AND event_time <= $until"
 _SENDS = "sdkappid = $app AND minute >= $since AND minute <= $until"
 
+# the raw statements (what every answer equals)
 TOTALS = f"""
 SELECT count(*) AS failures, count(DISTINCT group_id) AS groups,
        count(DISTINCT from_account) AS senders,
@@ -44,37 +51,87 @@ SELECT count(*) AS failures, count(DISTINCT group_id) AS groups,
 FROM exceptions WHERE {_RAW}
 """
 
-TREND_BY_CATEGORY = f"""
-SELECT epoch(time_bucket($bucket, event_time, $since)) AS bucket, error_category,
-       count(*) AS failures
-FROM exceptions WHERE {_RAW}
-GROUP BY ALL
-"""
-
-SENDS_TREND = f"""
-SELECT epoch(time_bucket($bucket, minute, $since)) AS bucket, sum(sends)::BIGINT AS sends
-FROM sends_minutely WHERE {_SENDS}
-GROUP BY ALL
-"""
-
-# per group only counts: a distinct-sender count or mode() per group tripled its time
-TOP_GROUPS = f"""
-SELECT group_id, count(*) AS failures
-FROM exceptions WHERE {_RAW}
-GROUP BY group_id ORDER BY failures DESC, group_id LIMIT {TOP}
-"""
-
-GROUP_SENDS = f"""
-SELECT group_id, sum(sends)::BIGINT AS sends FROM sends_minutely
-WHERE {_SENDS} AND group_id IN (SELECT unnest($groups::VARCHAR[]))
-GROUP BY group_id
-"""
-
 TOP_CODES = f"""
 SELECT error_code, any_value(error_category) AS category, count(*) AS failures,
        count(DISTINCT group_id) AS groups
 FROM exceptions WHERE {_RAW}
 GROUP BY error_code ORDER BY failures DESC, error_code LIMIT {TOP}
+"""
+
+# --- the same answers from the rollups --------------------------------------------------
+# The failures of the range as (t, error_code, error_category, failures): whole minutes
+# [since, m1) from failures_minutely, the rest (m1 = until's minute) as raw rows
+_F = """(
+    SELECT minute AS t, error_code, error_category, failures FROM failures_minutely
+    WHERE sdkappid = $app AND minute >= $since AND minute < $m1
+    UNION ALL
+    SELECT event_time, error_code, error_category, 1 FROM exceptions
+    WHERE sdkappid = $app AND event_time >= $m1 AND event_time <= $until
+)"""
+
+# "seen at or after since" is "seen in the range" while nothing of the app is dated after it
+SEEN_VALID = """
+SELECT NOT EXISTS (SELECT 1 FROM exceptions WHERE sdkappid = $app AND event_time > $until)
+    AS valid
+"""
+_GROUPS_SEEN = "code_groups_seen WHERE sdkappid = $app AND last_event_time >= $since"
+
+TOTALS_ROLLED = f"""
+SELECT (SELECT coalesce(sum(failures), 0) FROM {_F})::BIGINT AS failures,
+       (SELECT count(DISTINCT group_id) FROM {_GROUPS_SEEN}) AS groups,
+       (SELECT count(*) FROM senders_seen
+        WHERE sdkappid = $app AND last_event_time >= $since) AS senders,
+       (SELECT sum(sends) FROM sends_app_minutely WHERE {_SENDS})::BIGINT AS sends
+"""
+
+TREND_BY_CATEGORY = f"""
+SELECT epoch(time_bucket($bucket, t, $since)) AS bucket, error_category,
+       sum(failures)::BIGINT AS failures
+FROM {_F} GROUP BY ALL
+"""
+
+SENDS_TREND = f"""
+SELECT epoch(time_bucket($bucket, minute, $since)) AS bucket, sum(sends)::BIGINT AS sends
+FROM sends_app_minutely WHERE {_SENDS}
+GROUP BY ALL
+"""
+
+# failures and sends per group: whole hours [h0, h1) from group_hourly, [since, h0) and
+# [h1, until] from the raw exceptions and sends_minutely (sends NULL: none in the range)
+_GROUP_HOURS = """(
+    SELECT group_id, failures, sends FROM group_hourly
+    WHERE sdkappid = $app AND hour >= $h0 AND hour < $h1
+    UNION ALL
+    SELECT group_id, 1, NULL FROM exceptions
+    WHERE sdkappid = $app AND event_time >= $since AND event_time < $h0
+    UNION ALL
+    SELECT group_id, 1, NULL FROM exceptions
+    WHERE sdkappid = $app AND event_time >= $h1 AND event_time <= $until
+    UNION ALL
+    SELECT group_id, 0, sends FROM sends_minutely
+    WHERE sdkappid = $app AND minute >= $since AND minute < $h0
+    UNION ALL
+    SELECT group_id, 0, sends FROM sends_minutely
+    WHERE sdkappid = $app AND minute >= $h1 AND minute <= $until
+)"""
+
+TOP_GROUPS = f"""
+SELECT group_id, sum(failures)::BIGINT AS failures, sum(sends)::BIGINT AS sends
+FROM {_GROUP_HOURS}
+GROUP BY group_id HAVING sum(failures) > 0
+ORDER BY failures DESC, group_id LIMIT {TOP}
+"""
+
+GROUP_SENDS = f"""
+SELECT sum(sends)::BIGINT AS sends FROM {_GROUP_HOURS} WHERE group_id = $group
+"""
+
+TOP_CODES_ROLLED = f"""
+WITH g AS (SELECT error_code, count(*) AS groups FROM {_GROUPS_SEEN} GROUP BY error_code)
+SELECT f.error_code, any_value(f.error_category) AS category,
+       sum(f.failures)::BIGINT AS failures, any_value(g.groups) AS groups
+FROM {_F} f LEFT JOIN g USING (error_code)
+GROUP BY f.error_code ORDER BY failures DESC, error_code LIMIT {TOP}
 """
 
 ALERTS = """
@@ -94,10 +151,7 @@ SELECT EXISTS (SELECT 1 FROM exceptions WHERE sdkappid = $app AND group_id = $gr
 """
 
 GROUP_TOTALS = f"""
-SELECT count(*) AS failures, count(DISTINCT from_account) AS senders,
-       count(DISTINCT error_code) AS codes,
-       (SELECT sum(sends) FROM sends_minutely WHERE {_SENDS} AND group_id = $group)::BIGINT
-           AS sends
+SELECT count(*) AS failures, count(DISTINCT error_code) AS codes
 FROM exceptions WHERE {_RAW} AND group_id = $group
 """
 
@@ -114,9 +168,18 @@ FROM sends_minutely WHERE {_SENDS} AND group_id = $group
 GROUP BY ALL
 """
 
+# one pass over the group's senders: the top ones (top_code: the sender's most frequent
+# code, the lowest on a tie), and how many senders there are (non-NULL ones)
 TOP_SENDERS = f"""
-SELECT from_account AS sender, count(*) AS failures, mode(error_code) AS top_code
-FROM exceptions WHERE {_RAW} AND group_id = $group
+WITH c AS (
+    SELECT from_account, error_code, count(*) AS n
+    FROM exceptions WHERE {_RAW} AND group_id = $group
+    GROUP BY ALL
+)
+SELECT from_account AS sender, sum(n)::BIGINT AS failures,
+       arg_max(error_code, (n, -error_code::BIGINT)) AS top_code,
+       count(from_account) OVER () AS senders
+FROM c
 GROUP BY from_account ORDER BY failures DESC, sender LIMIT {TOP}
 """
 
@@ -136,9 +199,17 @@ SELECT count(*) AS failures, count(DISTINCT group_id) AS groups,
 FROM exceptions WHERE {_RAW} AND error_code = $code
 """
 
+CODE_TOTALS_ROLLED = f"""
+SELECT (SELECT coalesce(sum(failures), 0) FROM {_F} WHERE error_code = $code)::BIGINT
+           AS failures,
+       (SELECT count(*) FROM {_GROUPS_SEEN} AND error_code = $code) AS groups,
+       (SELECT count(*) FROM code_senders_seen
+        WHERE sdkappid = $app AND error_code = $code AND last_event_time >= $since) AS senders
+"""
+
 CODE_TREND = f"""
-SELECT epoch(time_bucket($bucket, event_time, $since)) AS bucket, count(*) AS failures
-FROM exceptions WHERE {_RAW} AND error_code = $code
+SELECT epoch(time_bucket($bucket, t, $since)) AS bucket, sum(failures)::BIGINT AS failures
+FROM {_F} WHERE error_code = $code
 GROUP BY ALL
 """
 
@@ -149,7 +220,7 @@ GROUP BY group_id ORDER BY failures DESC, group_id LIMIT {TOP}
 """
 
 
-_NAMES = re.compile(r"\$([a-z_]+)")
+_NAMES = re.compile(r"\$([a-z_][a-z_0-9]*)")
 
 
 def _q(run: Run, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -158,8 +229,44 @@ def _q(run: Run, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     return run(sql, {k: v for k, v in params.items() if k in used})
 
 
+@dataclass(frozen=True)
+class Edges:
+    """Where the rollups take over: minutes [since, m1) and hours [h0, h1) are whole in the
+    range (``since`` is a bucket start, so a whole minute); the rest is read raw."""
+
+    m1: datetime
+    h0: datetime
+    h1: datetime
+
+    @classmethod
+    def of(cls, window: Window) -> Edges:
+        m1 = window.until.replace(second=0, microsecond=0)
+        h0 = window.since.replace(minute=0, second=0, microsecond=0)
+        if h0 < window.since:
+            h0 += timedelta(hours=1)
+        h1 = window.until.replace(minute=0, second=0, microsecond=0)
+        if h1 <= h0:  # no whole hour: everything raw
+            h0 = h1 = window.since
+        return cls(m1, h0, h1)
+
+
 def _params(app: str, window: Window, **extra: Any) -> dict[str, Any]:
-    return {"app": app, "since": window.since, "until": window.until, **extra}
+    e = Edges.of(window)
+    return {
+        "app": app,
+        "since": window.since,
+        "until": window.until,
+        "m1": e.m1,
+        "h0": e.h0,
+        "h1": e.h1,
+        **extra,
+    }
+
+
+def seen_valid(run: Run, app: str, window: Window) -> bool:
+    """Whether the "seen" tables answer distinct counts for this range: no exception of
+    the app is dated after its end (then seen at or after ``since`` is seen in it)."""
+    return bool(_q(run, SEEN_VALID, _params(app, window))[0]["valid"])
 
 
 def _ratio(failures: int, sends: int | None) -> float | None:
@@ -217,8 +324,10 @@ def alerts(
     return _q(run, ALERTS, _params(app, window, group=group, limit=limit))
 
 
-def totals(run: Run, app: str, window: Window) -> dict[str, Any]:
-    row = _q(run, TOTALS, _params(app, window))[0]
+def totals(run: Run, app: str, window: Window, valid: bool | None = None) -> dict[str, Any]:
+    if valid is None:
+        valid = seen_valid(run, app, window)
+    row = _q(run, TOTALS_ROLLED if valid else TOTALS, _params(app, window))[0]
     return {**row, "failure_ratio": _ratio(row["failures"], row["sends"])}
 
 
@@ -239,26 +348,32 @@ def trend(run: Run, app: str, window: Window) -> dict[str, Any]:
 
 
 def top_groups(run: Run, app: str, window: Window) -> list[dict[str, Any]]:
-    groups = _q(run, TOP_GROUPS, _params(app, window))
-    sends = {
-        r["group_id"]: r["sends"]
-        for r in _q(run, GROUP_SENDS, _params(app, window, groups=[g["group_id"] for g in groups]))
-    }
-    return [{**g, "failure_ratio": _ratio(g["failures"], sends.get(g["group_id"]))} for g in groups]
-
-
-def top_codes(run: Run, app: str, window: Window) -> list[dict[str, Any]]:
     return [
-        {**r, "meaning": meaning(r["error_code"])} for r in _q(run, TOP_CODES, _params(app, window))
+        {
+            "group_id": g["group_id"],
+            "failures": g["failures"],
+            "failure_ratio": _ratio(g["failures"], g["sends"]),
+        }
+        for g in _q(run, TOP_GROUPS, _params(app, window))
     ]
 
 
+def top_codes(
+    run: Run, app: str, window: Window, valid: bool | None = None
+) -> list[dict[str, Any]]:
+    if valid is None:
+        valid = seen_valid(run, app, window)
+    rows = _q(run, TOP_CODES_ROLLED if valid else TOP_CODES, _params(app, window))
+    return [{**r, "meaning": meaning(r["error_code"])} for r in rows]
+
+
 def overview(run: Run, app: str, window: Window) -> dict[str, Any]:
+    valid = seen_valid(run, app, window)
     return {
-        "totals": totals(run, app, window),
+        "totals": totals(run, app, window, valid),
         "trend": trend(run, app, window),
         "top_groups": top_groups(run, app, window),
-        "top_codes": top_codes(run, app, window),
+        "top_codes": top_codes(run, app, window, valid),
         "alerts": alerts(run, app, window, limit=10),
     }
 
@@ -269,7 +384,16 @@ def group_known(run: Run, app: str, group: str) -> bool:
 
 def group(run: Run, app: str, window: Window, group_id: str) -> dict[str, Any]:
     p = _params(app, window, group=group_id, bucket=window.range.bucket)
-    row = _q(run, GROUP_TOTALS, p)[0]
+    counts = _q(run, GROUP_TOTALS, p)[0]
+    senders = _q(run, TOP_SENDERS, p)
+    row = {
+        "failures": counts["failures"],
+        "senders": senders[0].pop("senders") if senders else 0,
+        "codes": counts["codes"],
+        "sends": _q(run, GROUP_SENDS, p)[0]["sends"],
+    }
+    for s in senders[1:]:
+        del s["senders"]
     by_code = _series(window, _q(run, GROUP_TREND_BY_CODE, p), "error_code", "failures")
     send_rows = _q(run, GROUP_SENDS_TREND, p)
     failures = [sum(col) for col in zip(*by_code.values(), strict=True)] or [0] * len(
@@ -285,7 +409,7 @@ def group(run: Run, app: str, window: Window, group_id: str) -> dict[str, Any]:
                 failures, _single(window, send_rows, "sends"), bool(send_rows)
             ),
         },
-        "top_senders": _q(run, TOP_SENDERS, p),
+        "top_senders": senders,
         "latest": _q(run, LATEST_EXCEPTIONS, p),
         "alerts": alerts(run, app, window, group=group_id, limit=20),
     }
@@ -302,7 +426,9 @@ def code(run: Run, app: str, window: Window, error_code: int) -> dict[str, Any]:
         "category": error_category(error_code),
         "meaning": meaning(error_code),
         "in_catalog": error_code in ERROR_CODES,
-        "totals": _q(run, CODE_TOTALS, p)[0],
+        "totals": _q(run, CODE_TOTALS_ROLLED if seen_valid(run, app, window) else CODE_TOTALS, p)[
+            0
+        ],
         "trend": {
             "buckets": window.buckets(),
             "bucket_seconds": window.range.bucket.total_seconds(),

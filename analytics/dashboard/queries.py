@@ -122,10 +122,6 @@ GROUP BY group_id HAVING sum(failures) > 0
 ORDER BY failures DESC, group_id LIMIT {TOP}
 """
 
-GROUP_SENDS = f"""
-SELECT sum(sends)::BIGINT AS sends FROM {_GROUP_HOURS} WHERE group_id = $group
-"""
-
 TOP_CODES_ROLLED = f"""
 WITH g AS (SELECT error_code, count(*) AS groups FROM {_GROUPS_SEEN} GROUP BY error_code)
 SELECT f.error_code, any_value(f.error_category) AS category,
@@ -148,11 +144,6 @@ GROUP_KNOWN = """
 SELECT EXISTS (SELECT 1 FROM exceptions WHERE sdkappid = $app AND group_id = $group)
     OR EXISTS (SELECT 1 FROM sends_minutely WHERE sdkappid = $app AND group_id = $group)
     OR EXISTS (SELECT 1 FROM alerts WHERE sdkappid = $app AND group_id = $group) AS known
-"""
-
-GROUP_TOTALS = f"""
-SELECT count(*) AS failures, count(DISTINCT error_code) AS codes
-FROM exceptions WHERE {_RAW} AND group_id = $group
 """
 
 GROUP_TREND_BY_CODE = f"""
@@ -384,18 +375,19 @@ def group_known(run: Run, app: str, group: str) -> bool:
 
 def group(run: Run, app: str, window: Window, group_id: str) -> dict[str, Any]:
     p = _params(app, window, group=group_id, bucket=window.range.bucket)
-    counts = _q(run, GROUP_TOTALS, p)[0]
+    # the totals are those of the trend's rows (every row of the range is in one bucket)
+    trend_rows = _q(run, GROUP_TREND_BY_CODE, p)
+    send_rows = _q(run, GROUP_SENDS_TREND, p)
     senders = _q(run, TOP_SENDERS, p)
     row = {
-        "failures": counts["failures"],
-        "senders": senders[0].pop("senders") if senders else 0,
-        "codes": counts["codes"],
-        "sends": _q(run, GROUP_SENDS, p)[0]["sends"],
+        "failures": sum(int(r["failures"]) for r in trend_rows),
+        "senders": senders[0]["senders"] if senders else 0,
+        "codes": len({r["error_code"] for r in trend_rows}),
+        "sends": sum(int(r["sends"]) for r in send_rows) if send_rows else None,
     }
-    for s in senders[1:]:
+    for s in senders:
         del s["senders"]
-    by_code = _series(window, _q(run, GROUP_TREND_BY_CODE, p), "error_code", "failures")
-    send_rows = _q(run, GROUP_SENDS_TREND, p)
+    by_code = _series(window, trend_rows, "error_code", "failures")
     failures = [sum(col) for col in zip(*by_code.values(), strict=True)] or [0] * len(
         window.buckets()
     )

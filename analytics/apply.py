@@ -11,14 +11,12 @@ one statement, so each key must appear once):
   it is rolled back and the whole batch applied again with ``DISTINCT ON`` + ``ON
   CONFLICT DO NOTHING``.
 * ``send_ids`` + ``sends_minutely``: a send counts once per event_id; only newly stored
-  ids are added to the per-minute counts.
+  ids are added to the per-minute counts (and to the sends rollups of
+  ``analytics/rollups.py``; the exception rollups are refreshed by rowid instead).
 * ``failure_windows``: the stored record is the greatest by (final, failures,
   updated_at_ms): a final beats any update, counts never go backwards, a non-final
   arriving after the final never overrides it.
 * ``alerts``: the newest raise per key (raised_at_ms).
-* the rollups (``analytics/rollups.py``): the exceptions and sends stored anew, added in
-  the same transaction (all rows of the plain insert; the ids the de-duplicating insert
-  returns; the ids ``send_ids`` stored).
 * ``kafka_offsets``: the next offset to read per (topic, partition), never moved back
   (a handful of rows per batch: a VALUES list in the transaction's script, no Arrow).
 
@@ -63,7 +61,7 @@ from groupwatch.contracts.records import (
 
 # The statements, generated from the table spec (analytics/tables.py) under each
 # table's rule; ``_b_<stage>`` is the batch table registered for it.
-INSERT_EXCEPTIONS = upsert_sql(tables.EXCEPTIONS, returning_key=True)
+INSERT_EXCEPTIONS = upsert_sql(tables.EXCEPTIONS)
 # the optimistic form: raises duckdb.ConstraintException if an event_id is already stored
 INSERT_EXCEPTIONS_NEW = insert_sql(tables.EXCEPTIONS, deduplicate=False, on_conflict=False)
 INSERT_SEND_IDS = upsert_sql(tables.SEND_IDS, returning_key=True)
@@ -108,11 +106,7 @@ def _run(con: duckdb.DuckDBPyConnection, name: str, table: object, sql: str) -> 
 
 _EXCEPTIONS = tables.EXCEPTIONS.registered
 _SENDS = tables.SEND_IDS.registered
-_NAMES = (
-    *(stage.registered for stage in tables.STAGES.values()),
-    NEW_SENDS,
-    rollups.NEW_EXCEPTIONS,
-)
+_NAMES = (*(stage.registered for stage in tables.STAGES.values()), NEW_SENDS)
 
 
 @dataclass
@@ -176,8 +170,7 @@ def _apply(
             con.register(_EXCEPTIONS, batch_tables["exceptions"])
             registered.append(_EXCEPTIONS)
             if not separate_exceptions:
-                # every row is new (the plain insert fails otherwise): all rolled up
-                script.extend((insert_exceptions, rollups.ADD_ALL_NEW))
+                script.append(insert_exceptions)
                 applied.new_exceptions = batch_tables["exceptions"].num_rows
         for key, name, sql in _SCRIPTED:
             if key in batch_tables:
@@ -192,11 +185,8 @@ def _apply(
         else:
             script.insert(0, "BEGIN TRANSACTION")
         if separate_exceptions:
-            stored = [row[0] for row in con.execute(insert_exceptions).fetchall()]
-            applied.new_exceptions = len(stored)
-            if stored:  # only the rows stored anew are rolled up
-                ids = pa.table({"event_id": pa.array(stored, pa.string())})
-                _run(con, rollups.NEW_EXCEPTIONS, ids, rollups.ADD_SOME_NEW)
+            rows = con.execute(insert_exceptions).fetchall()
+            applied.new_exceptions = int(rows[0][0]) if rows else 0
         if "sends" in batch_tables:
             con.register(_SENDS, batch_tables["sends"])
             registered.append(_SENDS)
@@ -204,6 +194,7 @@ def _apply(
             applied.new_sends = len(new_ids)
             if new_ids:
                 table = pa.table({"event_id": pa.array(new_ids, pa.string())})
+                # the same new ids added to the sends rollups (analytics/rollups.py)
                 _run(con, NEW_SENDS, table, f"{ADD_SENDS}; {rollups.ADD_NEW_SENDS}")
         con.execute(";\n".join(script)).fetchall()
     except BaseException:

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from typing import Final
 
+import duckdb
+
 from analytics.tables import EXCEPTIONS, SEND_IDS, SENDS_MINUTELY
 from analytics.tablespec import (
     Column,
@@ -62,13 +64,7 @@ FAILURES_MINUTELY = Table(
 )
 GROUP_HOURLY = Table(
     "group_hourly",
-    columns=(
-        APP,
-        _c("hour", "TIMESTAMPTZ"),
-        _c("group_id", "VARCHAR"),
-        _c("failures", "BIGINT"),
-        Column("sends", "BIGINT"),  # NULL: no send counted in that hour
-    ),
+    columns=(APP, _c("hour", "TIMESTAMPTZ"), _c("group_id", "VARCHAR"), _c("failures", "BIGINT")),
     key=("sdkappid", "hour", "group_id"),
     rule=CountOnce("failures", once_by=EXCEPTIONS),
 )
@@ -96,6 +92,22 @@ SENDS_APP_MINUTELY = Table(
     key=("sdkappid", "minute"),
     rule=CountOnce("sends", once_by=SEND_IDS),
 )
+GROUP_SENDS_HOURLY = Table(
+    "group_sends_hourly",
+    columns=(APP, _c("hour", "TIMESTAMPTZ"), _c("group_id", "VARCHAR"), _c("sends", "BIGINT")),
+    key=("sdkappid", "hour", "group_id"),
+    rule=CountOnce("sends", once_by=SEND_IDS),
+)
+# which exceptions the exception rollups hold (one row): every row below rowid
+# ``next_rowid`` (the table is append-only, so a new row has a greater rowid than every
+# row committed before it), ``rows`` of them (what a reader compares with count(*))
+ROLLUP_STATE = Table(
+    "rollup_state",
+    columns=(_c("id", "INTEGER"), _c("next_rowid", "BIGINT"), _c("rows", "BIGINT")),
+    key=("id",),
+    rule=KeepGreatest("next_rowid"),
+)
+
 TABLES: Final[tuple[Table, ...]] = (
     FAILURES_MINUTELY,
     GROUP_HOURLY,
@@ -103,55 +115,58 @@ TABLES: Final[tuple[Table, ...]] = (
     SENDERS_SEEN,
     CODE_SENDERS_SEEN,
     SENDS_APP_MINUTELY,
+    GROUP_SENDS_HOURLY,
+    ROLLUP_STATE,
 )
 
 
-def _add(table: Table, select: str, column: str | None = None) -> str:
-    """``select`` (one row per key) added to ``table``: counts summed (``column``, default
-    the rule's; NULL counts as 0), times kept greatest."""
+def _add(table: Table, select: str, into: str = "") -> str:
+    """``select`` (one row per key) added to ``table`` (in database ``into``): counts
+    summed, times kept greatest."""
+    cols = ", ".join(c.name for c in table.columns)
     rule = table.rule
-    names = [c.name for c in table.columns]
+    assert isinstance(rule, CountOnce | KeepGreatest)
+    c = rule.column
     if isinstance(rule, CountOnce):
-        c = column or rule.column
-        names = [n for n in names if n in table.key or n == c]
         update = f"{c} = {table.name}.{c} + excluded.{c}"
-        if c != rule.column:  # a nullable count; the rule's (NOT NULL) is 0 in a new row
-            update = f"{c} = coalesce({table.name}.{c}, 0) + excluded.{c}"
-            names.append(rule.column)
     else:
-        assert isinstance(rule, KeepGreatest)
-        c = rule.column
         update = f"{c} = excluded.{c} WHERE excluded.{c} > {table.name}.{c}"
-    cols = ", ".join(names)
-    return f"INSERT INTO {table.name} ({cols})\n{select}\nON CONFLICT DO UPDATE SET {update}"
+    target = f"{into}.{table.name}" if into else table.name
+    return f"INSERT INTO {target} ({cols})\n{select}\nON CONFLICT DO UPDATE SET {update}"
 
 
-def exceptions_sql(source: str) -> list[str]:
-    """The statements adding raw exception rows ``source`` (each row once) to the rollups."""
+def exceptions_sql(source: str, into: str = "") -> list[str]:
+    """The statements adding raw exception rows ``source`` (each row once) to the rollups
+    (of database ``into``; default: the current one)."""
     return [
         _add(
             FAILURES_MINUTELY,
             "SELECT sdkappid, date_trunc('minute', event_time), error_code, error_category, "
             f"count(*)\nFROM {source} GROUP BY ALL",
+            into,
         ),
         _add(
             GROUP_HOURLY,
             "SELECT sdkappid, date_trunc('hour', event_time), group_id, count(*)\n"
             f"FROM {source} GROUP BY ALL",
+            into,
         ),
         _add(
             CODE_GROUPS_SEEN,
             f"SELECT sdkappid, error_code, group_id, max(event_time)\nFROM {source} GROUP BY ALL",
+            into,
         ),
         _add(
             SENDERS_SEEN,
             f"SELECT sdkappid, from_account, max(event_time)\nFROM {source} "
             "WHERE from_account IS NOT NULL GROUP BY ALL",
+            into,
         ),
         _add(
             CODE_SENDERS_SEEN,
             f"SELECT sdkappid, error_code, from_account, max(event_time)\nFROM {source} "
             "WHERE from_account IS NOT NULL GROUP BY ALL",
+            into,
         ),
     ]
 
@@ -165,26 +180,14 @@ def sends_sql(source: str) -> list[str]:
             f"SELECT sdkappid, minute, sum(sends)::BIGINT\nFROM {source} GROUP BY ALL",
         ),
         _add(
-            GROUP_HOURLY,
-            "SELECT sdkappid, date_trunc('hour', minute), group_id, sum(sends)::BIGINT, 0\n"
+            GROUP_SENDS_HOURLY,
+            "SELECT sdkappid, date_trunc('hour', minute), group_id, sum(sends)::BIGINT\n"
             f"FROM {source} GROUP BY ALL",
-            column="sends",
         ),
     ]
 
 
-# --- the sink's per-batch statements ------------------------------------------------------
-# the rows of the batch table (registered as ``_b_exceptions``) stored anew: all of them on
-# the plain-insert path; on the de-duplicating path the first row of each id the insert
-# returned (registered as NEW_EXCEPTIONS)
-NEW_EXCEPTIONS: Final = "_b_new_exceptions"
-ADD_ALL_NEW: Final = "; ".join(exceptions_sql(EXCEPTIONS.registered))
-ADD_SOME_NEW: Final = "; ".join(
-    exceptions_sql(
-        f"(SELECT DISTINCT ON (event_id) * FROM {EXCEPTIONS.registered} "
-        f"SEMI JOIN {NEW_EXCEPTIONS} USING (event_id) ORDER BY event_id, seq)"
-    )
-)
+# --- sends: in the sink's batch transaction ---------------------------------------------
 # what the batch added to sends_minutely: the per-minute counts of the ids stored anew
 # (the SELECT of ``upsert_sql(SENDS_MINUTELY)``, over the same registered tables)
 NEW_SENDS_MINUTES: Final = (
@@ -197,11 +200,66 @@ NEW_SENDS_MINUTES: Final = (
 ADD_NEW_SENDS: Final = "; ".join(sends_sql(NEW_SENDS_MINUTES))
 
 
+def add_sends(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """Add the per-minute send counts ``source`` (added to ``sends_minutely`` by other
+    means than the sink's batches: migration 3's backfill, generated test and benchmark
+    data) to the sends rollups."""
+    con.execute(";\n".join(sends_sql(source))).fetchall()
+
+
+# --- exceptions: by rowid, up to the newest row ---------------------------------------------
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    return int(con.execute(sql).fetchall()[0][0])
+
+
+def _state(into: str) -> str:
+    return f"{into}.{ROLLUP_STATE.name}" if into else ROLLUP_STATE.name
+
+
+def refresh_sql(start: int, end: int, into: str = "") -> str:
+    """The script rolling up the exceptions of rowid ``start`` .. ``end - 1`` into the
+    rollups of database ``into`` (default: the current one) and recording them."""
+    rows = f"(SELECT * FROM exceptions WHERE rowid >= {int(start)} AND rowid < {int(end)})"
+    return ";\n".join(
+        [
+            *exceptions_sql(rows, into),
+            f"UPDATE {_state(into)} SET next_rowid = {int(end)}, "
+            f"rows = rows + (SELECT count(*) FROM {rows})",
+        ]
+    )
+
+
+def refresh(con: duckdb.DuckDBPyConnection, into: str = "", own: bool = True) -> int:
+    """Roll up the exceptions stored since the last refresh into database ``into``'s
+    rollups (the rows are read from the current database's ``exceptions``). ``own``: in a
+    transaction of its own, else in the caller's. Returns the rowids covered."""
+    if own:
+        con.execute("BEGIN TRANSACTION")
+    try:
+        start = _rows(con, f"SELECT next_rowid FROM {_state(into)}")
+        end = _rows(con, "SELECT coalesce(max(rowid) + 1, 0) FROM exceptions")
+        if end > start:
+            con.execute(refresh_sql(start, end, into)).fetchall()
+        if own:
+            con.execute("COMMIT")
+    except BaseException:
+        if own:
+            con.execute("ROLLBACK")
+        raise
+    return end - start
+
+
 # --- migration 3: the tables, filled from what is stored --------------------------------
-def backfill_sql() -> str:
-    """The rollups of every stored exception and send count (on empty rollup tables)."""
-    return ";\n".join([*exceptions_sql("exceptions"), *sends_sql("sends_minutely")]) + ";\n"
-
-
 def migration_sql() -> str:
-    return "\n".join(create_sql(t) for t in TABLES) + "\n" + backfill_sql()
+    """The rollup tables, filled from every stored exception (rowid order) and send count."""
+    return "\n".join(
+        [
+            *(create_sql(t) for t in TABLES),
+            f"INSERT INTO {ROLLUP_STATE.name} VALUES (1, 0, 0);",
+            *(f"{sql};" for sql in exceptions_sql("exceptions")),
+            f"UPDATE {ROLLUP_STATE.name} SET next_rowid = "
+            "(SELECT coalesce(max(rowid) + 1, 0) FROM exceptions), "
+            "rows = (SELECT count(*) FROM exceptions);",
+            *(f"{sql};" for sql in sends_sql("sends_minutely")),
+        ]
+    )

@@ -69,6 +69,16 @@ _F = """(
     WHERE sdkappid = $app AND event_time >= $m1 AND event_time <= $until
 )"""
 
+# the rollups exist and hold every exceptions row (analytics/rollups.py: the sink refreshes
+# them before each snapshot and in it; a live file may lag)
+HAS_ROLLUPS = """
+SELECT EXISTS (SELECT 1 FROM duckdb_tables() WHERE database_name = current_database()
+               AND schema_name = 'main' AND table_name = 'rollup_state') AS has
+"""
+ROLLUPS_WHOLE = (
+    "SELECT (SELECT rows FROM rollup_state) = (SELECT count(*) FROM exceptions) AS whole"
+)
+
 # "seen at or after since" is "seen in the range" while nothing of the app is dated after it
 SEEN_VALID = """
 SELECT NOT EXISTS (SELECT 1 FROM exceptions WHERE sdkappid = $app AND event_time > $until)
@@ -96,30 +106,39 @@ FROM sends_app_minutely WHERE {_SENDS}
 GROUP BY ALL
 """
 
-# failures and sends per group: whole hours [h0, h1) from group_hourly, [since, h0) and
-# [h1, until] from the raw exceptions and sends_minutely (sends NULL: none in the range)
+# failures per group: whole hours [h0, h1) from group_hourly, [since, h0) and [h1, until]
+# from the raw rows
 _GROUP_HOURS = """(
-    SELECT group_id, failures, sends FROM group_hourly
+    SELECT group_id, failures FROM group_hourly
     WHERE sdkappid = $app AND hour >= $h0 AND hour < $h1
     UNION ALL
-    SELECT group_id, 1, NULL FROM exceptions
+    SELECT group_id, 1 FROM exceptions
     WHERE sdkappid = $app AND event_time >= $since AND event_time < $h0
     UNION ALL
-    SELECT group_id, 1, NULL FROM exceptions
+    SELECT group_id, 1 FROM exceptions
     WHERE sdkappid = $app AND event_time >= $h1 AND event_time <= $until
-    UNION ALL
-    SELECT group_id, 0, sends FROM sends_minutely
-    WHERE sdkappid = $app AND minute >= $since AND minute < $h0
-    UNION ALL
-    SELECT group_id, 0, sends FROM sends_minutely
-    WHERE sdkappid = $app AND minute >= $h1 AND minute <= $until
 )"""
 
 TOP_GROUPS = f"""
-SELECT group_id, sum(failures)::BIGINT AS failures, sum(sends)::BIGINT AS sends
-FROM {_GROUP_HOURS}
-GROUP BY group_id HAVING sum(failures) > 0
-ORDER BY failures DESC, group_id LIMIT {TOP}
+SELECT group_id, sum(failures)::BIGINT AS failures FROM {_GROUP_HOURS}
+GROUP BY group_id ORDER BY failures DESC, group_id LIMIT {TOP}
+"""
+
+# the sends of the groups listed: whole hours from group_sends_hourly, the rest per minute
+_IN_GROUPS = "group_id IN (SELECT unnest($groups::VARCHAR[]))"
+_GROUP_SENDS_HOURS = f"""(
+    SELECT group_id, sends FROM group_sends_hourly
+    WHERE sdkappid = $app AND hour >= $h0 AND hour < $h1 AND {_IN_GROUPS}
+    UNION ALL
+    SELECT group_id, sends FROM sends_minutely
+    WHERE sdkappid = $app AND minute >= $since AND minute < $h0 AND {_IN_GROUPS}
+    UNION ALL
+    SELECT group_id, sends FROM sends_minutely
+    WHERE sdkappid = $app AND minute >= $h1 AND minute <= $until AND {_IN_GROUPS}
+)"""
+
+GROUP_SENDS = f"""
+SELECT group_id, sum(sends)::BIGINT AS sends FROM {_GROUP_SENDS_HOURS} GROUP BY group_id
 """
 
 TOP_CODES_ROLLED = f"""
@@ -210,6 +229,43 @@ FROM exceptions WHERE {_RAW} AND error_code = $code
 GROUP BY group_id ORDER BY failures DESC, group_id LIMIT {TOP}
 """
 
+# --- the same statements over the raw rows only (a database without the rollups, and the
+# reference every rollup-backed answer is held to in the tests) --------------------------
+_F_RAW = f"""(
+    SELECT event_time AS t, error_code, error_category, 1 AS failures FROM exceptions
+    WHERE {_RAW}
+)"""
+_GROUP_HOURS_RAW = f"(SELECT group_id, 1 AS failures FROM exceptions WHERE {_RAW})"
+_GROUP_SENDS_HOURS_RAW = (
+    f"(SELECT group_id, sends FROM sends_minutely WHERE {_SENDS} AND {_IN_GROUPS})"
+)
+
+
+def _over_raw(sql: str) -> str:
+    raw = sql.replace(_F, _F_RAW).replace(_GROUP_HOURS, _GROUP_HOURS_RAW)
+    raw = raw.replace(_GROUP_SENDS_HOURS, _GROUP_SENDS_HOURS_RAW)
+    return raw.replace("FROM sends_app_minutely", "FROM sends_minutely")
+
+
+# name -> (over the raw rows, over the rollups); the distinct counts of the second read
+# the "seen" tables, so they are used only where ``seen_valid``
+STATEMENTS: dict[str, tuple[str, str]] = {
+    "totals": (TOTALS, TOTALS_ROLLED),
+    "top_codes": (TOP_CODES, TOP_CODES_ROLLED),
+    "code_totals": (CODE_TOTALS, CODE_TOTALS_ROLLED),
+    **{
+        name: (_over_raw(sql), sql)
+        for name, sql in (
+            ("trend", TREND_BY_CATEGORY),
+            ("sends_trend", SENDS_TREND),
+            ("top_groups", TOP_GROUPS),
+            ("group_sends", GROUP_SENDS),
+            ("code_trend", CODE_TREND),
+        )
+    },
+}
+_DISTINCT = frozenset({"totals", "top_codes", "code_totals"})
+
 
 _NAMES = re.compile(r"\$([a-z_][a-z_0-9]*)")
 
@@ -252,6 +308,34 @@ def _params(app: str, window: Window, **extra: Any) -> dict[str, Any]:
         "h1": e.h1,
         **extra,
     }
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How a request reads: the rollups (``rollups``: the database has them), the "seen"
+    tables too (``seen``: ``seen_valid`` for this app and range)."""
+
+    rollups: bool
+    seen: bool
+
+    def sql(self, name: str) -> str:
+        raw, rolled = STATEMENTS[name]
+        use = self.rollups and (self.seen or name not in _DISTINCT)
+        return rolled if use else raw
+
+
+def rollups_whole(run: Run) -> bool:
+    """Whether the database's rollups hold every exceptions row (else: read raw rows)."""
+    if not _q(run, HAS_ROLLUPS, {})[0]["has"]:
+        return False
+    return bool(_q(run, ROLLUPS_WHOLE, {})[0]["whole"])
+
+
+def reading(run: Run, app: str, window: Window, rollups: bool | None = None) -> Reading:
+    """``rollups``: whether to read them (None: ``rollups_whole``)."""
+    if rollups is None:
+        rollups = rollups_whole(run)
+    return Reading(rollups, rollups and seen_valid(run, app, window))
 
 
 def seen_valid(run: Run, app: str, window: Window) -> bool:
@@ -315,17 +399,15 @@ def alerts(
     return _q(run, ALERTS, _params(app, window, group=group, limit=limit))
 
 
-def totals(run: Run, app: str, window: Window, valid: bool | None = None) -> dict[str, Any]:
-    if valid is None:
-        valid = seen_valid(run, app, window)
-    row = _q(run, TOTALS_ROLLED if valid else TOTALS, _params(app, window))[0]
+def totals(run: Run, app: str, window: Window, how: Reading) -> dict[str, Any]:
+    row = _q(run, how.sql("totals"), _params(app, window))[0]
     return {**row, "failure_ratio": _ratio(row["failures"], row["sends"])}
 
 
-def trend(run: Run, app: str, window: Window) -> dict[str, Any]:
+def trend(run: Run, app: str, window: Window, how: Reading) -> dict[str, Any]:
     p = _params(app, window, bucket=window.range.bucket)
-    by_cat = _series(window, _q(run, TREND_BY_CATEGORY, p), "error_category", "failures")
-    send_rows = _q(run, SENDS_TREND, p)
+    by_cat = _series(window, _q(run, how.sql("trend"), p), "error_category", "failures")
+    send_rows = _q(run, how.sql("sends_trend"), p)
     failures = [sum(col) for col in zip(*by_cat.values(), strict=True)] or [0] * len(
         window.buckets()
     )
@@ -338,33 +420,26 @@ def trend(run: Run, app: str, window: Window) -> dict[str, Any]:
     }
 
 
-def top_groups(run: Run, app: str, window: Window) -> list[dict[str, Any]]:
-    return [
-        {
-            "group_id": g["group_id"],
-            "failures": g["failures"],
-            "failure_ratio": _ratio(g["failures"], g["sends"]),
-        }
-        for g in _q(run, TOP_GROUPS, _params(app, window))
-    ]
+def top_groups(run: Run, app: str, window: Window, how: Reading) -> list[dict[str, Any]]:
+    groups = _q(run, how.sql("top_groups"), _params(app, window))
+    listed = _params(app, window, groups=[g["group_id"] for g in groups])
+    sends = {r["group_id"]: r["sends"] for r in _q(run, how.sql("group_sends"), listed)}
+    return [{**g, "failure_ratio": _ratio(g["failures"], sends.get(g["group_id"]))} for g in groups]
 
 
-def top_codes(
-    run: Run, app: str, window: Window, valid: bool | None = None
-) -> list[dict[str, Any]]:
-    if valid is None:
-        valid = seen_valid(run, app, window)
-    rows = _q(run, TOP_CODES_ROLLED if valid else TOP_CODES, _params(app, window))
+def top_codes(run: Run, app: str, window: Window, how: Reading) -> list[dict[str, Any]]:
+    rows = _q(run, how.sql("top_codes"), _params(app, window))
     return [{**r, "meaning": meaning(r["error_code"])} for r in rows]
 
 
-def overview(run: Run, app: str, window: Window) -> dict[str, Any]:
-    valid = seen_valid(run, app, window)
+def overview(run: Run, app: str, window: Window, rollups: bool | None = None) -> dict[str, Any]:
+    """``rollups``: read them (False: every count from the raw rows; None: if whole)."""
+    how = reading(run, app, window, rollups)
     return {
-        "totals": totals(run, app, window, valid),
-        "trend": trend(run, app, window),
-        "top_groups": top_groups(run, app, window),
-        "top_codes": top_codes(run, app, window, valid),
+        "totals": totals(run, app, window, how),
+        "trend": trend(run, app, window, how),
+        "top_groups": top_groups(run, app, window, how),
+        "top_codes": top_codes(run, app, window, how),
         "alerts": alerts(run, app, window, limit=10),
     }
 
@@ -379,7 +454,7 @@ def group(run: Run, app: str, window: Window, group_id: str) -> dict[str, Any]:
     trend_rows = _q(run, GROUP_TREND_BY_CODE, p)
     send_rows = _q(run, GROUP_SENDS_TREND, p)
     senders = _q(run, TOP_SENDERS, p)
-    row = {
+    row: dict[str, Any] = {
         "failures": sum(int(r["failures"]) for r in trend_rows),
         "senders": senders[0]["senders"] if senders else 0,
         "codes": len({r["error_code"] for r in trend_rows}),
@@ -411,20 +486,21 @@ def code_known(run: Run, code: int) -> bool:
     return code in ERROR_CODES or bool(_q(run, CODE_SEEN, {"code": code})[0]["seen"])
 
 
-def code(run: Run, app: str, window: Window, error_code: int) -> dict[str, Any]:
+def code(
+    run: Run, app: str, window: Window, error_code: int, rollups: bool | None = None
+) -> dict[str, Any]:
+    how = reading(run, app, window, rollups)
     p = _params(app, window, code=error_code, bucket=window.range.bucket)
     return {
         "code": error_code,
         "category": error_category(error_code),
         "meaning": meaning(error_code),
         "in_catalog": error_code in ERROR_CODES,
-        "totals": _q(run, CODE_TOTALS_ROLLED if seen_valid(run, app, window) else CODE_TOTALS, p)[
-            0
-        ],
+        "totals": _q(run, how.sql("code_totals"), p)[0],
         "trend": {
             "buckets": window.buckets(),
             "bucket_seconds": window.range.bucket.total_seconds(),
-            "failures": _single(window, _q(run, CODE_TREND, p), "failures"),
+            "failures": _single(window, _q(run, how.sql("code_trend"), p), "failures"),
         },
         "top_groups": _q(run, CODE_TOP_GROUPS, p),
     }

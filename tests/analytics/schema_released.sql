@@ -169,7 +169,7 @@ CREATE TABLE failures_minutely (
     PRIMARY KEY (sdkappid, minute, error_code, error_category)
 );
 
-CREATE TABLE group_failures_hourly (
+CREATE TABLE group_hourly (
     sdkappid VARCHAR NOT NULL,
     hour     TIMESTAMPTZ NOT NULL,
     group_id VARCHAR NOT NULL,
@@ -215,14 +215,21 @@ CREATE TABLE group_sends_hourly (
     PRIMARY KEY (sdkappid, hour, group_id)
 );
 
+CREATE TABLE rollup_state (
+    id         INTEGER PRIMARY KEY,
+    next_rowid BIGINT NOT NULL,
+    rows       BIGINT NOT NULL
+);
+
+INSERT INTO rollup_state VALUES (1, 0, 0);
 INSERT INTO failures_minutely (sdkappid, minute, error_code, error_category, failures)
 SELECT sdkappid, date_trunc('minute', event_time), error_code, error_category, count(*)
 FROM exceptions GROUP BY ALL
 ON CONFLICT DO UPDATE SET failures = failures_minutely.failures + excluded.failures;
-INSERT INTO group_failures_hourly (sdkappid, hour, group_id, failures)
+INSERT INTO group_hourly (sdkappid, hour, group_id, failures)
 SELECT sdkappid, date_trunc('hour', event_time), group_id, count(*)
 FROM exceptions GROUP BY ALL
-ON CONFLICT DO UPDATE SET failures = group_failures_hourly.failures + excluded.failures;
+ON CONFLICT DO UPDATE SET failures = group_hourly.failures + excluded.failures;
 INSERT INTO code_groups_seen (sdkappid, error_code, group_id, last_event_time)
 SELECT sdkappid, error_code, group_id, max(event_time)
 FROM exceptions GROUP BY ALL
@@ -235,6 +242,7 @@ INSERT INTO code_senders_seen (sdkappid, error_code, from_account, last_event_ti
 SELECT sdkappid, error_code, from_account, max(event_time)
 FROM exceptions WHERE from_account IS NOT NULL GROUP BY ALL
 ON CONFLICT DO UPDATE SET last_event_time = excluded.last_event_time WHERE excluded.last_event_time > code_senders_seen.last_event_time;
+UPDATE rollup_state SET next_rowid = (SELECT coalesce(max(rowid) + 1, 0) FROM exceptions), rows = (SELECT count(*) FROM exceptions);
 INSERT INTO sends_app_minutely (sdkappid, minute, sends)
 SELECT sdkappid, minute, sum(sends)::BIGINT
 FROM sends_minutely GROUP BY ALL

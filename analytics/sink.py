@@ -33,11 +33,19 @@ from analytics.server import QueryServer, create_app
 from analytics.snapshot import Snapshotter, take_snapshot
 from analytics.worker import ForkGate, Limits
 from groupwatch.contracts import Settings, Topics
+from groupwatch.contracts.membership import MembershipWatchdog
 from groupwatch.contracts.startup import list_topics
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_SECONDS = 600
+
+SESSION_TIMEOUT_MS = 10000
+# A consumer holding no partition while the cluster has answered for this long is rebuilt
+# (groupwatch/contracts/membership.py): nine session timeouts, well past the longest join
+# seen (~35 s after the broker's return from a SIGKILL, in the fault suite).
+WATCHDOG_AFTER_S = 9 * SESSION_TIMEOUT_MS / 1000
+CLOSE_WAIT_SECONDS = 15.0
 
 # While automatic garbage collection is off (``groupwatch sink`` turns it off, see
 # ``sink_process_tuning`` in analytics/commands.py), the loop collects between batches,
@@ -123,10 +131,15 @@ class Sink:
                 self.stats,
                 self.gate.long,
             )
-        self.consumer = Consumer(
+        self.watchdog = MembershipWatchdog(t.exceptions, after_s=WATCHDOG_AFTER_S)
+        self.consumer_rebuilds = 0
+        self.consumer = self._new_consumer()
+
+    def _new_consumer(self) -> Consumer:
+        return Consumer(
             {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "group.id": settings.sink_group_id,
+                "bootstrap.servers": self.settings.bootstrap_servers,
+                "group.id": self.settings.sink_group_id,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
@@ -138,7 +151,7 @@ class Sink:
                 # after a 30 s broker freeze the static member never rejoined
                 # (tests/e2e/test_faults.py, bench/e2e/consumer_freeze_repro.py). A
                 # restarted sink instead waits for the dead member's session timeout.
-                "session.timeout.ms": 10000,
+                "session.timeout.ms": SESSION_TIMEOUT_MS,
                 # an OffsetCommit in flight when the broker froze held the coordinator
                 # connection for the default 60 s request timeout; 10 s rejoins sooner
                 "socket.timeout.ms": 10000,
@@ -149,6 +162,33 @@ class Sink:
                 "fetch.queue.backoff.ms": 10,
             }
         )
+
+    def _subscribe(self) -> None:
+        t = self.topics
+        self.consumer.subscribe(
+            [t.exceptions, t.sends, t.failure_windows, t.alerts],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self.watchdog.restarted()
+
+    def _rebuild_consumer(self) -> None:
+        """Replace a consumer wedged out of its group (``groupwatch.contracts.membership``):
+        close it (in a thread: a wedged one may block in close), subscribe a new one. The
+        new assignment seeks to the offsets in DuckDB: nothing is skipped or applied twice."""
+        old = self.consumer
+        self.consumer_rebuilds += 1
+        log.warning("rebuilding the sink's consumer (rebuild %d)", self.consumer_rebuilds)
+        closer = threading.Thread(target=_close_quietly, args=(old,), daemon=True)
+        closer.start()
+        closer.join(CLOSE_WAIT_SECONDS)
+        if closer.is_alive():
+            log.warning(
+                "the old consumer did not close in %.0f s; left to close", CLOSE_WAIT_SECONDS
+            )
+        self.consumer = self._new_consumer()
+        self._subscribe()
 
     # --- partition assignment (called inside consume()) ---------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -161,10 +201,21 @@ class Sink:
         for tp in partitions:
             tp.offset = stored.get((tp.topic, tp.partition), OFFSET_BEGINNING)
         consumer.assign(partitions)
+        self.watchdog.assigned(len(partitions))
         log.info(
             "assigned %s",
             ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in partitions),
         )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.watchdog.revoked()
+        log.info("revoked %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # the session expired (or the member was fenced): the partitions may already be
+        # someone else's; the next assignment seeks to the offsets in DuckDB again
+        self.watchdog.revoked()
+        log.warning("lost %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
 
     # --- consume, decode, build Arrow (outside the transaction) --------------------------
     def _fresh(self, messages: list[Message]) -> list[RawMessage]:
@@ -194,6 +245,8 @@ class Sink:
 
     def fetch_once(self) -> Prepared | None:
         """Consume up to sink_batch_rows records / sink_batch_ms and prepare them."""
+        if self.watchdog.stale(self.consumer):
+            self._rebuild_consumer()
         self._commit_for_lag()
         s = self.settings
         messages = self.consumer.consume(
@@ -310,13 +363,10 @@ class Sink:
         Changes no process-wide setting: ``groupwatch sink`` runs it inside
         ``sink_process_tuning`` (analytics/commands.py), an in-process test does not.
         """
-        t = self.topics
         # the broker answers before the sink subscribes (a bounded wait at start, then
         # BrokerNotReady in one sentence)
         list_topics(self.consumer, self.settings)
-        self.consumer.subscribe(
-            [t.exceptions, t.sends, t.failure_windows, t.alerts], on_assign=self._on_assign
-        )
+        self._subscribe()
         if self.server is not None:
             self.server.start()
             log.info("served SQL on http://%s:%d", self.settings.query_host, self.server.port)
@@ -390,3 +440,10 @@ class Sink:
             except duckdb.Error:
                 log.exception("final snapshot failed")
         self.con.close()
+
+
+def _close_quietly(consumer: Consumer) -> None:
+    try:
+        consumer.close()
+    except Exception as exc:  # a wedged or already failed consumer: nothing to keep
+        log.info("old consumer close: %s", exc)

@@ -11,7 +11,6 @@ docs/PERFORMANCE-ingest.md.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -19,11 +18,16 @@ from gunicorn.app.base import BaseApplication
 from groupwatch.contracts import Settings
 
 
-def prepare_metrics_dir() -> str:
-    """A fresh PROMETHEUS_MULTIPROC_DIR; must run before ``ingest.metrics`` is imported."""
+def prepare_metrics_dir(settings: Settings, port: int) -> str:
+    """A fresh PROMETHEUS_MULTIPROC_DIR; must run before ``ingest.metrics`` is imported.
+
+    Unless the environment names one, it is ``<state_dir>/ingest-metrics/<port>``: a fixed
+    place, emptied at each start, so a SIGKILLed server leaves nothing behind in /tmp and
+    two servers on one state dir (different ports) keep their own files.
+    """
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not path:
-        path = tempfile.mkdtemp(prefix="groupwatch-ingest-metrics-")
+        path = str(settings.state_dir / "ingest-metrics" / str(port))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     os.makedirs(path, exist_ok=True)
     for name in os.listdir(path):
@@ -150,7 +154,7 @@ def serve(
     server: str | None = None,
 ) -> None:
     """Run the configured server (``GROUPWATCH_INGEST_SERVER`` unless ``server`` given)."""
-    prepare_metrics_dir()
+    prepare_metrics_dir(settings, port or settings.ingest_port)
     if (server or settings.ingest_server) == "granian":
         serve_granian(settings, host=host, port=port, workers=workers, threads=threads)
     else:

@@ -12,6 +12,7 @@ each, so one receiver's outage does not hold the others' messages back within a 
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.keys import iso_utc
+from groupwatch.contracts.membership import MembershipWatchdog
 from groupwatch.contracts.records import Alert, FailureWindow, NotifyFailure, decode, encode
 from groupwatch.contracts.startup import list_topics
 from notify.channels import Channel, channels_of
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 RAW_KEEP_BYTES = 256 * 1024  # of a malformed record, kept in its notify-failures record
 POLL_SECONDS = 0.5
+SESSION_TIMEOUT_MS = 10000
 STATE_SAVE_SECONDS = 5.0  # the longest a batch without notices leaves the state unsaved
 
 
@@ -74,20 +77,10 @@ class Notifier:
         self.sessions = {ch.name: requests.Session() for ch in self.channels}
         self.pool = ThreadPoolExecutor(len(self.channels), thread_name_prefix="notify")
         self.server = MetricsServer(self.metrics, s.notify_host, s.notify_port)
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": s.bootstrap_servers,
-                "group.id": s.notify_group_id,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "allow.auto.create.topics": False,
-                "session.timeout.ms": 10000,
-                # a batch may wait out a receiver outage (GROUPWATCH_NOTIFY_RETRY_MAX_SECONDS)
-                # and rate limits before the next poll: the longest interval librdkafka allows
-                "max.poll.interval.ms": 86_400_000,
-            }
+        self.watchdog = MembershipWatchdog(
+            self.topics.alerts, after_s=9 * SESSION_TIMEOUT_MS / 1000
         )
+        self.consumer = self._new_consumer()
         self.producer = Producer(
             {"bootstrap.servers": s.bootstrap_servers, "enable.idempotence": True, "linger.ms": 5}
         )
@@ -97,6 +90,41 @@ class Notifier:
             self.topics.alerts: "alerts",
             self.topics.failure_windows: "failure-windows",
         }
+
+    def _new_consumer(self) -> Consumer:
+        s = self.settings
+        return Consumer(
+            {
+                "bootstrap.servers": s.bootstrap_servers,
+                "group.id": s.notify_group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "allow.auto.create.topics": False,
+                "session.timeout.ms": SESSION_TIMEOUT_MS,
+                # a batch may wait out a receiver outage (GROUPWATCH_NOTIFY_RETRY_MAX_SECONDS)
+                # and rate limits before the next poll: the longest interval librdkafka allows
+                "max.poll.interval.ms": 86_400_000,
+            }
+        )
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(
+            [self.topics.alerts, self.topics.failure_windows],
+            on_assign=lambda _c, parts: self.watchdog.assigned(len(parts)),
+            on_revoke=lambda _c, _parts: self.watchdog.revoked(),
+            on_lost=lambda _c, _parts: self.watchdog.revoked(),
+        )
+        self.watchdog.restarted()
+
+    def _rebuild_consumer(self) -> None:
+        """A consumer wedged out of its group (``groupwatch.contracts.membership``): a new one
+        resumes from the committed offsets (delivered batches only: nothing is skipped)."""
+        log.warning("rebuilding the notify consumer")
+        with contextlib.suppress(Exception):
+            self.consumer.close()
+        self.consumer = self._new_consumer()
+        self._subscribe()
 
     def stop(self, *_args: object) -> None:
         self.stopping.set()
@@ -110,7 +138,7 @@ class Notifier:
             raise ValueError(
                 f"topic {', '.join(missing)} does not exist: run `groupwatch topics create`"
             )
-        self.consumer.subscribe([t.alerts, t.failure_windows])
+        self._subscribe()
         self.server.start()
         log.info(
             "notify: channels %s; /metrics on http://%s:%d",
@@ -120,6 +148,8 @@ class Notifier:
         )
         try:
             while not self.stopping.is_set():
+                if self.watchdog.stale(self.consumer):
+                    self._rebuild_consumer()
                 msgs = self.consumer.consume(
                     num_messages=self.settings.notify_batch_max, timeout=POLL_SECONDS
                 )

@@ -65,3 +65,12 @@ def test_cluster_stages_bootstrap_from_all_three_after_all_three_are_healthy() -
     single = {v.split(":")[0] for s in ("ingest", "stream", "sink") for v in sv[s]["volumes"]}
     cluster = {v.split(":")[0] for s in CLUSTER_STAGES[1:] for v in sv[s].get("volumes", [])}
     assert not single & cluster
+
+
+def test_compose_sink_snapshots_as_often_as_up_for_the_dashboard() -> None:
+    from groupwatch.up.commands import UP_SNAPSHOT_INTERVAL_SECONDS
+
+    env = services()["sink"]["environment"]
+    assert env["GROUPWATCH_SNAPSHOT_INTERVAL_SECONDS"] == (
+        f"${{GROUPWATCH_SNAPSHOT_INTERVAL_SECONDS:-{UP_SNAPSHOT_INTERVAL_SECONDS}}}"
+    )

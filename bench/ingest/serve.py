@@ -27,7 +27,7 @@ def main() -> None:
         overrides["kafka_bootstrap_servers"] = f"127.0.0.1:{args.dead_port}"
         overrides["publish_timeout_ms"] = int(os.environ.get("BENCH_PUBLISH_TIMEOUT_MS", "800"))
     settings = load_settings(**overrides)
-    prepare_metrics_dir()
+    prepare_metrics_dir(settings, args.port)
     options = {"port": args.port, "workers": args.workers, "threads": args.threads}
     if args.mode == "bare":
         WsgiAppServer(settings, "bare_app:app", **options).run()

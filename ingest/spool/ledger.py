@@ -55,7 +55,7 @@ class Ticket:
 class Attempt:
     """One record inside the producer, from ``produce`` until its report is used."""
 
-    __slots__ = ("done", "state", "ticket")
+    __slots__ = ("done", "state", "ticket", "written")
 
     def __init__(self) -> None:
         # Released once the delivery report ran: a bare lock is the cheapest wait.
@@ -63,6 +63,9 @@ class Attempt:
         self.done.acquire()
         self.state = InFlight.WAITING
         self.ticket: Ticket | None = None
+        # its Put frame is in the segment (set by the spool writer, under its lock): a
+        # Done frame for it may only follow the Put, never precede it
+        self.written = False
 
 
 class Ledger:
@@ -137,10 +140,11 @@ class Ledger:
         with self._lock:
             self.backlog = True
 
-    def spooled(self) -> None:
-        """A Put was written and fsynced."""
+    def spooled(self, count: int = 1) -> None:
+        """A Put is about to be written (counted first: the forwarder may read and drain
+        it before its writer returns); ``-1`` when the write failed."""
         with self._lock:
-            self.pending_records += 1
+            self.pending_records += count
 
     def claimed(self, count: int) -> None:
         """A dead process's segment with ``count`` pending Puts is ours: backlog on."""

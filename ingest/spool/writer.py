@@ -17,7 +17,7 @@ from pathlib import Path
 from ingest.envelope import Envelope
 from ingest.spool import segments
 from ingest.spool.frames import Done, Put, encode_frame
-from ingest.spool.ledger import Attempt, Ledger, Ticket
+from ingest.spool.ledger import Attempt, InFlight, Ledger, Ticket
 from ingest.spool.log import SpoolError
 from ingest.spool.segments import Segment
 
@@ -91,18 +91,29 @@ class Spool:
                 self.ledger.queue_behind()
         else:
             seg, seq = ticket.segment, ticket.seq
+        self.ledger.spooled()
         try:
             seg.log.append(encode_frame(Put(seq, env, time.time_ns() // 1_000_000)))
-            self.ledger.spooled()
         except SpoolError:
-            if ticket is not None:
-                with self._lock:
-                    self.ledger.drop(ticket)
-            raise
-        finally:
+            self.ledger.spooled(-1)
             with self._lock:
                 seg.writers -= 1
+                if ticket is not None:
+                    self.ledger.drop(ticket)
+            raise
+        with self._lock:
+            seg.writers -= 1
+            if ticket is not None:
+                self._written(ticket)
         self.wakeup.set()
+
+    def _written(self, ticket: Ticket) -> None:
+        """Its Put is in the segment; a late "delivered" report that came before it left
+        the Done frame to be written now, after the Put (under ``_lock``)."""
+        attempt = ticket.attempt
+        attempt.written = True
+        if attempt.state is InFlight.DELIVERED:
+            ticket.segment.log.append(encode_frame(Done(ticket.seq)), durable=False)
 
     def cancel(self, ticket: Ticket) -> None:
         """Give a reserved seq back without writing it (the spool refused the event)."""
@@ -115,8 +126,11 @@ class Spool:
         with self._lock:  # rotation checks under this lock: the segment stays open
             if not self.ledger.land(ticket, delivered):
                 return  # cancelled: the event was refused, nothing was spooled
-            if delivered:
-                # Only buffered here (no I/O); written with the next commit.
+            if delivered and ticket.attempt.written:
+                # Only buffered here (no I/O); written with the next commit. A Put not
+                # written yet gets its Done after it (``_written``): a Done read before
+                # its Put would hide the Put from the forwarder, which then never counted
+                # it drained (the pending gauge stuck at 1) nor forgot its attempt.
                 ticket.segment.log.append(encode_frame(Done(ticket.seq)), durable=False)
         self.wakeup.set()
 

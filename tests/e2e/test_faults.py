@@ -23,7 +23,7 @@ from groupwatch.simulate.signing import App
 from tests.support.exactness import assert_duckdb_equals_ledger
 from tests.support.load import Load
 from tests.support.ports import free_port
-from tests.support.processes import BrokerProcess, StageProcess, clean_env, groupwatch
+from tests.support.processes import BrokerProcess, StageProcess, groupwatch, pipeline_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -40,25 +40,17 @@ class Stack:
 
     def __init__(self, tmp: Path) -> None:
         prefix = f"gwfault-{tmp.name[-8:]}-{free_port()}"
-        self.env = clean_env(
-            GROUPWATCH_STATE_DIR=str(tmp / "state"),
+        self.env = pipeline_env(
+            tmp,
+            prefix,
             GROUPWATCH_KAFKA_PORT=str(free_port()),
             GROUPWATCH_KAFKA_CONTROLLER_PORT=str(free_port()),
             GROUPWATCH_KAFKA_HEAP="384m",
-            GROUPWATCH_TOPIC_PREFIX=prefix,
-            GROUPWATCH_PARTITIONS="3",
-            GROUPWATCH_DUCKDB_PATH=str(tmp / "data" / "gw.duckdb"),
-            GROUPWATCH_SNAPSHOT_PATH=str(tmp / "data" / "gw-snapshot.duckdb"),
             GROUPWATCH_SDKAPPIDS=",".join(a.sdkappid for a in APPS),
             GROUPWATCH_CALLBACK_TOKENS=",".join(f"{a.sdkappid}:{a.token}" for a in APPS if a.token),
             GROUPWATCH_UNSIGNED_SDKAPPIDS=",".join(a.sdkappid for a in APPS if not a.token),
-            GROUPWATCH_INGEST_PORT=str(free_port()),
             GROUPWATCH_INGEST_WORKERS="2",
-            GROUPWATCH_STREAM_WEB_PORT=str(free_port()),
-            GROUPWATCH_QUERY_PORT=str(free_port()),
             GROUPWATCH_QUERY_MAX_ROWS="1000000",
-            GROUPWATCH_STREAM_APP_ID=f"{prefix}-stream",
-            GROUPWATCH_SINK_GROUP_ID=f"{prefix}-sink",
             GROUPWATCH_WINDOW_SECONDS=str(WINDOW_S),
             GROUPWATCH_GRACE_SECONDS=str(GRACE_S),
         )
@@ -198,14 +190,19 @@ def test_faults_mid_load_lose_nothing_and_count_nothing_twice(stack: Stack) -> N
     assert totals["duplicates_ok"] > 0 and totals["late"] > 0, totals
 
     # DuckDB equals what was answered 200: windows, sends, raw exceptions by event_id.
-    failure_cells, send_cells = assert_duckdb_equals_ledger(
-        stack.query,
-        load,
-        ledger,
-        bootstrap=stack.bootstrap,
-        late_topic=stack.topics.late_events,
-        context=f"faults {faults}",
-    )
+    try:
+        failure_cells, send_cells = assert_duckdb_equals_ledger(
+            stack.query,
+            load,
+            ledger,
+            bootstrap=stack.bootstrap,
+            late_topic=stack.topics.late_events,
+            context=f"faults {faults}",
+        )
+    except BaseException:
+        for stage in (stack.stream, stack.sink):  # what a CI log needs to tell why
+            print(f"--- {stage.name} log, last lines ---\n{stage.log_tail(12000)}")
+        raise
     print(
         f"sent {load.sent} callbacks in {load_s:.0f} s, {totals['failures']} failures and "
         f"{totals['sends']} sends in {failure_cells} + {send_cells} "

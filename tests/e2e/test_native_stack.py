@@ -5,7 +5,6 @@ Kafka's own console consumer."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -21,8 +20,7 @@ from groupwatch.broker.jars import ensure_jars
 from groupwatch.contracts import Settings, Topics
 from groupwatch.simulate.compare import compare_failures, compare_raw_sends
 from tests.e2e.late import late_diagnosis
-from tests.support.ports import free_port
-from tests.support.processes import wait_http_ok
+from tests.support.processes import pipeline_env, wait_http_ok
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -83,25 +81,15 @@ def finals_from_json_lines(values: list[str]) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def stack_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
+    return pipeline_env(
+        tmp_path,
+        topic_prefix,
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-        GROUPWATCH_TOPIC_PREFIX=topic_prefix,
-        GROUPWATCH_PARTITIONS="3",
-        GROUPWATCH_STATE_DIR=str(tmp_path / "state"),
-        GROUPWATCH_DUCKDB_PATH=str(tmp_path / "data" / "gw.duckdb"),
-        GROUPWATCH_SNAPSHOT_PATH=str(tmp_path / "data" / "gw-snapshot.duckdb"),
         GROUPWATCH_SDKAPPIDS=f"{APP},1400000002",
         GROUPWATCH_CALLBACK_TOKENS=f"{APP}:{TOKEN}",
         GROUPWATCH_UNSIGNED_SDKAPPIDS="1400000002",
-        GROUPWATCH_INGEST_PORT=str(free_port()),
         GROUPWATCH_INGEST_WORKERS="2",
-        GROUPWATCH_STREAM_WEB_PORT=str(free_port()),
-        GROUPWATCH_QUERY_PORT=str(free_port()),
-        GROUPWATCH_STREAM_APP_ID=f"{topic_prefix}-stream",
-        GROUPWATCH_SINK_GROUP_ID=f"{topic_prefix}-sink",
     )
-    return env
 
 
 def test_up_simulate_20000_equals_the_ledger(stack_env: dict[str, str], tmp_path: Path) -> None:

@@ -146,6 +146,28 @@ def test_forwarder_skips_late_delivered_and_resends_failed(tmp_path: Path) -> No
     assert [p.name for p in tmp_path.iterdir()] == [sp.segment.path.name]
 
 
+def test_a_report_before_its_put_is_written_leaves_nothing_pending(tmp_path: Path) -> None:
+    """The publish timed out, and its "delivered" report came before the spool had written
+    the Put: the Done frame follows the Put, the forwarder sends nothing, the pending gauge
+    returns to 0, the segment rotates, and a restart would not send it either."""
+    sp = Spool(tmp_path, 1 << 30)
+    sp.open()
+    send = FakeSend()
+    fw = Forwarder(sp, send)
+    ticket = sp.reserve()
+    assert ticket is not None
+    sp.resolve(ticket, delivered=True)  # the report, between reserve and put
+    sp.put(env(1), ticket)
+    sp.segment.log.flush()
+    frames = frames_of(sp.segment.path)
+    assert [type(f).__name__ for f in frames] == ["Put", "Done"]
+    first = sp.segment.path
+    drain(fw)
+    assert send.sent == []
+    assert sp.pending_records == 0
+    assert not first.exists() and sp.segment.path != first  # rotated: nothing holds it
+
+
 def test_forwarder_retries_without_duplicates_and_resumes_after_restart(tmp_path: Path) -> None:
     first = Spool(tmp_path, 1 << 30)
     first.open()

@@ -5,7 +5,6 @@ readable markdown message per alerting group."""
 from __future__ import annotations
 
 import collections
-import os
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import pytest
 from groupwatch.contracts import Settings, Topics
 from tests.notify.receivers import Receiver, wait_until
 from tests.support.ports import free_port
-from tests.support.processes import wait_http_ok
+from tests.support.processes import pipeline_env, wait_http_ok
 from tests.support.stream import read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -28,26 +27,16 @@ def test_a_simulated_storm_reaches_wecom_as_one_message_per_alerting_group(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     wecom = Receiver("wecom").start()
-    ports = {name: free_port() for name in ("ingest", "stream", "query", "notify")}
-    env = dict(os.environ)
-    env.update(
+    env = pipeline_env(
+        tmp_path,
+        topic_prefix,
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-        GROUPWATCH_TOPIC_PREFIX=topic_prefix,
-        GROUPWATCH_PARTITIONS="3",
-        GROUPWATCH_STATE_DIR=str(tmp_path / "state"),
-        GROUPWATCH_DUCKDB_PATH=str(tmp_path / "data" / "gw.duckdb"),
-        GROUPWATCH_SNAPSHOT_PATH=str(tmp_path / "data" / "gw-snapshot.duckdb"),
         GROUPWATCH_SDKAPPIDS=APP,
         GROUPWATCH_CALLBACK_TOKENS=f"{APP}:{TOKEN}",
-        GROUPWATCH_INGEST_PORT=str(ports["ingest"]),
         GROUPWATCH_INGEST_WORKERS="1",
-        GROUPWATCH_STREAM_WEB_PORT=str(ports["stream"]),
-        GROUPWATCH_QUERY_PORT=str(ports["query"]),
-        GROUPWATCH_STREAM_APP_ID=f"{topic_prefix}-stream",
-        GROUPWATCH_SINK_GROUP_ID=f"{topic_prefix}-sink",
         GROUPWATCH_IDLE_CLOSE_SECONDS="3",
         GROUPWATCH_NOTIFY_WECOM_URL=wecom.url,
-        GROUPWATCH_NOTIFY_PORT=str(ports["notify"]),
+        GROUPWATCH_NOTIFY_PORT=str(free_port()),
         GROUPWATCH_NOTIFY_GROUP_ID=f"{topic_prefix}-notify",
         GROUPWATCH_NOTIFY_DASHBOARD_URL="http://127.0.0.1:8780",
         # one message per group even when many groups alert in the window (no digest)
@@ -68,9 +57,9 @@ def test_a_simulated_storm_reaches_wecom_as_one_message_per_alerting_group(
     try:
         wait_until(lambda: "Press Ctrl-C" in log(), 120, log)
         assert "alerts delivered to:  wecom" in log()
-        wait_http_ok(f"http://127.0.0.1:{ports['ingest']}/readyz", 60, log)
-        wait_http_ok(f"http://127.0.0.1:{ports['stream']}/healthz", 90, log)
-        wait_http_ok(f"http://127.0.0.1:{ports['notify']}/healthz", 60, log)
+        wait_http_ok(f"http://127.0.0.1:{env['GROUPWATCH_INGEST_PORT']}/readyz", 60, log)
+        wait_http_ok(f"http://127.0.0.1:{env['GROUPWATCH_STREAM_WEB_PORT']}/healthz", 90, log)
+        wait_http_ok(f"http://127.0.0.1:{env['GROUPWATCH_NOTIFY_PORT']}/healthz", 60, log)
         # every callback in one 60 s window (3 hours ago, on a minute): the storm group
         # and the busiest groups cross the threshold there
         start_ms = (int(time.time()) // 60 - 180) * 60_000
@@ -81,7 +70,7 @@ def test_a_simulated_storm_reaches_wecom_as_one_message_per_alerting_group(
                 "groupwatch",
                 "simulate",
                 "--url",
-                f"http://127.0.0.1:{ports['ingest']}/callback",
+                f"http://127.0.0.1:{env['GROUPWATCH_INGEST_PORT']}/callback",
                 "--app",
                 f"{APP}:{TOKEN}",
                 "--count",

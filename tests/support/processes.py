@@ -21,6 +21,7 @@ import requests
 from groupwatch.broker.server import LocalKafka
 from groupwatch.contracts import Settings
 from groupwatch.up.supervisor import groupwatch_argv, terminate_group
+from tests.support.ports import free_port
 
 
 def clean_env(**values: str) -> dict[str, str]:
@@ -33,6 +34,25 @@ def clean_env(**values: str) -> dict[str, str]:
     }
     env.update(values)
     return env
+
+
+def pipeline_env(tmp: Path, prefix: str, **values: str) -> dict[str, str]:
+    """``clean_env`` for a whole pipeline under ``tmp``: state and DuckDB files there, topics
+    and group ids named by ``prefix``, 3 partitions, free ports for the stages; ``values``
+    add to or replace any of it."""
+    defaults = dict(
+        GROUPWATCH_STATE_DIR=str(tmp / "state"),
+        GROUPWATCH_TOPIC_PREFIX=prefix,
+        GROUPWATCH_PARTITIONS="3",
+        GROUPWATCH_DUCKDB_PATH=str(tmp / "data" / "gw.duckdb"),
+        GROUPWATCH_SNAPSHOT_PATH=str(tmp / "data" / "gw-snapshot.duckdb"),
+        GROUPWATCH_INGEST_PORT=str(free_port()),
+        GROUPWATCH_STREAM_WEB_PORT=str(free_port()),
+        GROUPWATCH_QUERY_PORT=str(free_port()),
+        GROUPWATCH_STREAM_APP_ID=f"{prefix}-stream",
+        GROUPWATCH_SINK_GROUP_ID=f"{prefix}-sink",
+    )
+    return clean_env(**{**defaults, **values})
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

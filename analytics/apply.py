@@ -11,7 +11,8 @@ one statement, so each key must appear once):
   it is rolled back and the whole batch applied again with ``DISTINCT ON`` + ``ON
   CONFLICT DO NOTHING``.
 * ``send_ids`` + ``sends_minutely``: a send counts once per event_id; only newly stored
-  ids are added to the per-minute counts.
+  ids are added to the per-minute counts (and to the sends rollups of
+  ``analytics/rollups.py``; the exception rollups are refreshed by rowid instead).
 * ``failure_windows``: the stored record is the greatest by (final, failures,
   updated_at_ms): a final beats any update, counts never go backwards, a non-final
   arriving after the final never overrides it.
@@ -46,7 +47,7 @@ import msgspec
 import pyarrow as pa
 
 from analytics import batch as b
-from analytics import tables
+from analytics import rollups, tables
 from analytics.tablespec import insert_sql, new_keys_name, upsert_sql
 from groupwatch.contracts import Topics
 from groupwatch.contracts.records import (
@@ -193,7 +194,8 @@ def _apply(
             applied.new_sends = len(new_ids)
             if new_ids:
                 table = pa.table({"event_id": pa.array(new_ids, pa.string())})
-                _run(con, NEW_SENDS, table, ADD_SENDS)
+                # the same new ids added to the sends rollups (analytics/rollups.py)
+                _run(con, NEW_SENDS, table, f"{ADD_SENDS}; {rollups.ADD_NEW_SENDS}")
         con.execute(";\n".join(script)).fetchall()
     except BaseException:
         # the error came before BEGIN, or a failed COMMIT already rolled back

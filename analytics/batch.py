@@ -21,13 +21,14 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from analytics.raws import RawMessage, RawMessages
 from analytics.tables import STAGES, TS
 from groupwatch.contracts import Topics
 from groupwatch.contracts.catalog import CATEGORIES
@@ -41,15 +42,6 @@ TS_MAX_MS = 253_402_300_799_999
 
 class Unstorable(ValueError):
     """A decoded record holds a value its column cannot store (the data's fault)."""
-
-
-class RawMessage(NamedTuple):
-    """What the sink needs of one Kafka message (a tuple: cheap to make per record)."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
 
 
 @dataclass(frozen=True)
@@ -105,11 +97,21 @@ def collate(messages: Iterable[RawMessage], topics: Topics) -> Batch:
     Hot path (every record): the topic's kind looked up only when the topic changes;
     offsets tracked per partition as the maximum. Raw exceptions are collected and parsed
     together at the end (``exceptions_from_json``), every other record with the
-    contract's ``decode``.
+    contract's ``decode``. A batch of raw exceptions only, as columns (``RawMessages``,
+    the sink's usual batch), skips the loop per record: its values go to the JSON
+    reader as they are.
     """
     if not isinstance(messages, Sequence):
         messages = list(messages)
     batch = Batch(raws=messages)
+    if (
+        isinstance(messages, RawMessages)
+        and messages.only_topic() == topics.exceptions
+        and None not in messages.values
+    ):
+        batch.next_offsets = messages.next_offsets()
+        _decode_exceptions(batch, messages, cast(list[bytes], messages.values))
+        return batch
     pending: list[RawMessage] = []  # raw exceptions
     kinds: dict[str, tuple[type[Any], list[Any]]] = {
         topics.exceptions: (ExceptionEvent, pending),
@@ -145,17 +147,23 @@ def collate(messages: Iterable[RawMessage], topics: Topics) -> Batch:
         batch.rejects.append(Reject(topic, partition, offset, error, value))
     if pending:
         # pending holds no tombstones (rejected above): every value is bytes
-        values = cast(list[bytes], [m.value for m in pending])
-        if len(values) >= JSON_FAST_PATH_MIN_ROWS:
-            batch.exception_table = exceptions_from_json(values)
-        if batch.exception_table is None:
-            for (topic, partition, offset, _), value in zip(pending, values, strict=True):
-                try:
-                    batch.exceptions.append(decode(value, ExceptionEvent))
-                except errors as exc:
-                    error = f"ExceptionEvent: {exc}"
-                    batch.rejects.append(Reject(topic, partition, offset, error, value))
+        _decode_exceptions(batch, pending, cast(list[bytes], [m.value for m in pending]))
     return batch
+
+
+def _decode_exceptions(batch: Batch, messages: Sequence[RawMessage], values: list[bytes]) -> None:
+    """The raw exceptions ``messages`` (whose values are ``values``) into ``batch``: one
+    Arrow table if the JSON fast path takes them all, else record by record."""
+    if len(values) >= JSON_FAST_PATH_MIN_ROWS:
+        batch.exception_table = exceptions_from_json(values)
+    if batch.exception_table is None:
+        errors = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
+        for (topic, partition, offset, _), value in zip(messages, values, strict=True):
+            try:
+                batch.exceptions.append(decode(value, ExceptionEvent))
+            except errors as exc:
+                error = f"ExceptionEvent: {exc}"
+                batch.rejects.append(Reject(topic, partition, offset, error, value))
 
 
 _EXC_STAGE = STAGES["exceptions"]

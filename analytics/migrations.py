@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from analytics.rollups import migration_sql as rollups_sql
 from analytics.tables import schema_sql
 
 
@@ -96,6 +97,8 @@ LEFT JOIN apps_with_sends a USING (sdkappid);
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables: exceptions, sends, failure windows, alerts, offsets", V1_TABLES),
     Migration(2, "views: trend, top groups, error breakdown, ratios", V1_VIEWS),
+    # the dashboard's rollups (analytics/rollups.py), filled from the rows stored so far
+    Migration(3, "rollups: failures and sends per minute / hour, last seen", rollups_sql()),
 )
 
 LATEST = MIGRATIONS[-1].version

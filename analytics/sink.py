@@ -14,21 +14,25 @@ from __future__ import annotations
 import gc
 import ipaddress
 import logging
+import operator
 import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from itertools import repeat
 from types import FrameType
+from typing import cast
 
 import duckdb
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from analytics.apply import Applied, apply_batch, isolate, prune_send_ids, stored_offsets
-from analytics.batch import Prepared, RawMessage, collate, next_offsets_of, prepare
+from analytics.batch import Prepared, collate, next_offsets_of, prepare
 from analytics.db import open_writer, writer_threads
 from analytics.metrics import SinkStats
 from analytics.migrations import migrate
+from analytics.raws import RawMessage, RawMessages
 from analytics.server import QueryServer, create_app
 from analytics.snapshot import Snapshotter, take_snapshot
 from analytics.worker import ForkGate, Limits
@@ -218,7 +222,34 @@ class Sink:
         log.warning("lost %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
 
     # --- consume, decode, build Arrow (outside the transaction) --------------------------
-    def _fresh(self, messages: list[Message]) -> list[RawMessage]:
+    def _fresh(self, messages: list[Message]) -> Sequence[RawMessage]:
+        """The messages not yet in DuckDB, as columns (``RawMessages``).
+
+        The usual batch (no error, nothing already stored) costs one C-level pass per
+        column; a batch with an error or a redelivered record takes ``_fresh_each``.
+        """
+        # (by identity: a KafkaError compared with None raises)
+        if any(map(operator.is_not, map(Message.error, messages), repeat(None))):
+            return self._fresh_each(messages)
+        topics = list(map(Message.topic, messages))
+        partitions = list(map(Message.partition, messages))
+        offsets = list(map(Message.offset, messages))
+        if None in topics or None in partitions or None in offsets:
+            return self._fresh_each(messages)
+        raws = RawMessages(
+            cast(list[str], topics),
+            cast(list[int], partitions),
+            cast(list[int], offsets),
+            list(map(Message.value, messages)),
+        )
+        positions = self.positions
+        low, _ = raws.offset_bounds()
+        if all(offset >= positions.get(key, 0) for key, offset in low.items()):
+            return raws
+        return self._fresh_each(messages)  # some are already in DuckDB (a redelivery)
+
+    def _fresh_each(self, messages: list[Message]) -> list[RawMessage]:
+        """``_fresh`` record by record: errors raised or logged, stored records dropped."""
         out: list[RawMessage] = []
         positions = self.positions
         for msg in messages:

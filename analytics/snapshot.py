@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from analytics import rollups
 from analytics.db import staging_dir
 from analytics.metrics import SinkStats
 
@@ -23,7 +24,10 @@ def take_snapshot(parent: duckdb.DuckDBPyConnection, snapshot_path: Path) -> flo
     """Write a consistent copy to the staging dir and ``os.replace`` it into place.
 
     One transaction reads the live database (MVCC: the writer is not blocked); the copy
-    carries a ``snapshot_info`` table with the time it was taken. Returns seconds spent.
+    carries a ``snapshot_info`` table with the time it was taken. The exception rollups
+    (``analytics/rollups.py``) are refreshed first in the live database, then, in the
+    copy, with the rows committed in between: the copy's rollups hold all of its rows.
+    Returns seconds spent.
     """
     started = time.perf_counter()
     stage = staging_dir(snapshot_path)
@@ -33,12 +37,14 @@ def take_snapshot(parent: duckdb.DuckDBPyConnection, snapshot_path: Path) -> flo
         leftover.unlink(missing_ok=True)
     cursor = parent.cursor()
     try:
+        rollups.refresh(cursor)
         source = cursor.execute("SELECT current_database()").fetchall()[0][0]
         quoted = str(tmp).replace("'", "''")
         cursor.execute(f"ATTACH '{quoted}' AS gw_snapshot")
         try:
             cursor.execute("BEGIN TRANSACTION")
             cursor.execute(f'COPY FROM DATABASE "{source}" TO gw_snapshot')
+            rollups.refresh(cursor, into="gw_snapshot", own=False)
             cursor.execute(
                 "CREATE TABLE gw_snapshot.snapshot_info AS "
                 "SELECT now() AS taken_at, (SELECT max(version) FROM schema_version) "

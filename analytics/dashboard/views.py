@@ -61,6 +61,14 @@ def known_apps(gen: Generation) -> list[str]:
     return sorted(set(gen.cache["apps"]) | set(configured))
 
 
+def rollups_whole(gen: Generation) -> bool:
+    """Whether this generation's rollups hold all its rows (cached with it: a snapshot
+    never changes)."""
+    if "rollups" not in gen.cache:
+        gen.cache["rollups"] = queries.rollups_whole(_runner(gen))
+    return bool(gen.cache["rollups"])
+
+
 def _context(gen: Generation) -> tuple[str | None, Window]:
     """The request's app (checked against the known ones; None if absent) and window."""
     rng = parse_range(request.args.get("range"))
@@ -141,7 +149,7 @@ def api_apps() -> Response:
 def api_overview() -> Response:
     gen = _generation()
     app, window = _context(gen)
-    return _json(gen, queries.overview(_runner(gen), _require_app(app), window))
+    return _json(gen, queries.overview(_runner(gen), _require_app(app), window, rollups_whole(gen)))
 
 
 @bp.get("/api/group/<path:group_id>")
@@ -163,7 +171,7 @@ def api_code(code: str) -> Response:
     run = _runner(gen)
     if not queries.code_known(run, error_code):
         raise NotFound(f"unknown error code {error_code}: not in the catalog and never seen")
-    return _json(gen, queries.code(run, _require_app(app), window, error_code))
+    return _json(gen, queries.code(run, _require_app(app), window, error_code, rollups_whole(gen)))
 
 
 @bp.get("/api/alerts")

@@ -1,6 +1,8 @@
 """The dashboard bench's database: N raw exceptions over the last 7 days (the longest
 range), the failure windows, per-minute sends and alerts derived from them, as the sink
-would have stored them (current code's migrations)."""
+would have stored them (current code's migrations), and the rollups as the sink keeps
+them (``analytics/rollups.py``: the sends' statements, and the refresh it runs before each
+snapshot)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 import click
 import duckdb
 
+from analytics import rollups
 from analytics.db import open_writer
 from analytics.migrations import migrate
 
@@ -68,7 +71,7 @@ ORDER BY window_start
 """
 
 # what the sink's snapshot adds (the dashboard shows it as the data's freshness)
-SNAPSHOT_INFO = "CREATE TABLE snapshot_info AS SELECT now() AS taken_at, 2 AS schema_version"
+SNAPSHOT_INFO = "CREATE TABLE snapshot_info AS SELECT now() AS taken_at, 3 AS schema_version"
 
 
 def build(db: Path, rows: int) -> None:
@@ -83,8 +86,11 @@ def build(db: Path, rows: int) -> None:
         params = {"lo": lo, "hi": min(rows, lo + step), "rows": rows, "now": now}
         con.execute(EXCEPTIONS, params).fetchall()
         click.echo(f"  generated {min(rows, lo + step):,} rows")
-    for sql in (WINDOWS, SENDS, ALERTS, SNAPSHOT_INFO):
+    for sql in (WINDOWS, SENDS, ALERTS):
         con.execute(sql).fetchall()
+    rollups.add_sends(con, "sends_minutely")
+    click.echo(f"  rolled up {rollups.refresh(con):,} rows")
+    con.execute(SNAPSHOT_INFO).fetchall()
     con.execute("CHECKPOINT")
     con.close()
 

@@ -158,3 +158,96 @@ SELECT sdkappid, group_id,
 FROM f
 FULL OUTER JOIN s USING (sdkappid, group_id)
 LEFT JOIN apps_with_sends a USING (sdkappid);
+
+-- migration 3: rollups: failures and sends per minute / hour, last seen
+CREATE TABLE failures_minutely (
+    sdkappid       VARCHAR NOT NULL,
+    minute         TIMESTAMPTZ NOT NULL,
+    error_code     INTEGER NOT NULL,
+    error_category VARCHAR NOT NULL,
+    failures       BIGINT NOT NULL,
+    PRIMARY KEY (sdkappid, minute, error_code, error_category)
+);
+
+CREATE TABLE group_hourly (
+    sdkappid VARCHAR NOT NULL,
+    hour     TIMESTAMPTZ NOT NULL,
+    group_id VARCHAR NOT NULL,
+    failures BIGINT NOT NULL,
+    PRIMARY KEY (sdkappid, hour, group_id)
+);
+
+CREATE TABLE code_groups_seen (
+    sdkappid        VARCHAR NOT NULL,
+    error_code      INTEGER NOT NULL,
+    group_id        VARCHAR NOT NULL,
+    last_event_time TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (sdkappid, error_code, group_id)
+);
+
+CREATE TABLE senders_seen (
+    sdkappid        VARCHAR NOT NULL,
+    from_account    VARCHAR NOT NULL,
+    last_event_time TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (sdkappid, from_account)
+);
+
+CREATE TABLE code_senders_seen (
+    sdkappid        VARCHAR NOT NULL,
+    error_code      INTEGER NOT NULL,
+    from_account    VARCHAR NOT NULL,
+    last_event_time TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (sdkappid, error_code, from_account)
+);
+
+CREATE TABLE sends_app_minutely (
+    sdkappid VARCHAR NOT NULL,
+    minute   TIMESTAMPTZ NOT NULL,
+    sends    BIGINT NOT NULL,
+    PRIMARY KEY (sdkappid, minute)
+);
+
+CREATE TABLE group_sends_hourly (
+    sdkappid VARCHAR NOT NULL,
+    hour     TIMESTAMPTZ NOT NULL,
+    group_id VARCHAR NOT NULL,
+    sends    BIGINT NOT NULL,
+    PRIMARY KEY (sdkappid, hour, group_id)
+);
+
+CREATE TABLE rollup_state (
+    id         INTEGER PRIMARY KEY,
+    next_rowid BIGINT NOT NULL,
+    rows       BIGINT NOT NULL
+);
+
+INSERT INTO rollup_state VALUES (1, 0, 0);
+INSERT INTO failures_minutely (sdkappid, minute, error_code, error_category, failures)
+SELECT sdkappid, date_trunc('minute', event_time), error_code, error_category, count(*)
+FROM exceptions GROUP BY ALL
+ON CONFLICT DO UPDATE SET failures = failures_minutely.failures + excluded.failures;
+INSERT INTO group_hourly (sdkappid, hour, group_id, failures)
+SELECT sdkappid, date_trunc('hour', event_time), group_id, count(*)
+FROM exceptions GROUP BY ALL
+ON CONFLICT DO UPDATE SET failures = group_hourly.failures + excluded.failures;
+INSERT INTO code_groups_seen (sdkappid, error_code, group_id, last_event_time)
+SELECT sdkappid, error_code, group_id, max(event_time)
+FROM exceptions GROUP BY ALL
+ON CONFLICT DO UPDATE SET last_event_time = excluded.last_event_time WHERE excluded.last_event_time > code_groups_seen.last_event_time;
+INSERT INTO senders_seen (sdkappid, from_account, last_event_time)
+SELECT sdkappid, from_account, max(event_time)
+FROM exceptions WHERE from_account IS NOT NULL GROUP BY ALL
+ON CONFLICT DO UPDATE SET last_event_time = excluded.last_event_time WHERE excluded.last_event_time > senders_seen.last_event_time;
+INSERT INTO code_senders_seen (sdkappid, error_code, from_account, last_event_time)
+SELECT sdkappid, error_code, from_account, max(event_time)
+FROM exceptions WHERE from_account IS NOT NULL GROUP BY ALL
+ON CONFLICT DO UPDATE SET last_event_time = excluded.last_event_time WHERE excluded.last_event_time > code_senders_seen.last_event_time;
+UPDATE rollup_state SET next_rowid = (SELECT coalesce(max(rowid) + 1, 0) FROM exceptions), rows = (SELECT count(*) FROM exceptions);
+INSERT INTO sends_app_minutely (sdkappid, minute, sends)
+SELECT sdkappid, minute, sum(sends)::BIGINT
+FROM sends_minutely GROUP BY ALL
+ON CONFLICT DO UPDATE SET sends = sends_app_minutely.sends + excluded.sends;
+INSERT INTO group_sends_hourly (sdkappid, hour, group_id, sends)
+SELECT sdkappid, date_trunc('hour', minute), group_id, sum(sends)::BIGINT
+FROM sends_minutely GROUP BY ALL
+ON CONFLICT DO UPDATE SET sends = group_sends_hourly.sends + excluded.sends;

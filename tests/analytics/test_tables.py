@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from analytics import tables
+from analytics import rollups, tables
 from analytics.batch import Reject
 from analytics.migrations import LATEST, MIGRATIONS, current_version, migrate
 from analytics.tablespec import QUOTED, Column, Table, problems
@@ -86,7 +86,7 @@ def duckdb_type(con: duckdb.DuckDBPyConnection, sql_type: str) -> str:
 def spec_catalog(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """What the spec says each table's catalog entry is."""
     out: dict[str, Any] = {}
-    for t in tables.TABLES:
+    for t in (*tables.TABLES, *rollups.TABLES):
         constraints = [("NOT NULL", (c.name,)) for c in t.columns if c.not_null]
         constraints.append(("PRIMARY KEY", t.key))
         out[t.name] = {

@@ -7,6 +7,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from analytics import rollups
 from analytics.db import open_writer
 from analytics.migrations import migrate
 
@@ -80,7 +81,9 @@ def build(path: Path, groups: dict[str, int], now: datetime | None = None) -> No
             "raised": now,
         },
     )
-    con.execute("CREATE TABLE snapshot_info AS SELECT now() AS taken_at, 2 AS schema_version")
+    rollups.add_sends(con, "sends_minutely")  # the sink adds each batch's to the rollups
+    rollups.refresh(con)  # what the sink does before each snapshot
+    con.execute("CREATE TABLE snapshot_info AS SELECT now() AS taken_at, 3 AS schema_version")
     con.execute("CHECKPOINT")
     con.close()
     os.replace(tmp, path)
@@ -134,7 +137,9 @@ def demo(path: Path) -> None:
         "FROM range(6) r(m))",
         {"app": APP, "now": now},
     )
-    con.execute("CREATE TABLE snapshot_info AS SELECT now() AS taken_at, 2 AS schema_version")
+    rollups.add_sends(con, "sends_minutely")  # the sink adds each batch's to the rollups
+    rollups.refresh(con)  # what the sink does before each snapshot
+    con.execute("CREATE TABLE snapshot_info AS SELECT now() AS taken_at, 3 AS schema_version")
     con.execute("CHECKPOINT")
     con.close()
     os.replace(tmp, path)

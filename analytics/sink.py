@@ -37,7 +37,7 @@ from analytics.server import QueryServer, create_app
 from analytics.snapshot import Snapshotter, take_snapshot
 from analytics.worker import ForkGate, Limits
 from groupwatch.contracts import Settings, Topics
-from groupwatch.contracts.membership import MembershipWatchdog
+from groupwatch.contracts.membership import MembershipWatchdog, close_within
 from groupwatch.contracts.startup import list_topics
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ SESSION_TIMEOUT_MS = 10000
 # (groupwatch/contracts/membership.py): nine session timeouts, well past the longest join
 # seen (~35 s after the broker's return from a SIGKILL, in the fault suite).
 WATCHDOG_AFTER_S = 9 * SESSION_TIMEOUT_MS / 1000
-CLOSE_WAIT_SECONDS = 15.0
 
 # While automatic garbage collection is off (``groupwatch sink`` turns it off, see
 # ``sink_process_tuning`` in analytics/commands.py), the loop collects between batches,
@@ -179,18 +178,11 @@ class Sink:
 
     def _rebuild_consumer(self) -> None:
         """Replace a consumer wedged out of its group (``groupwatch.contracts.membership``):
-        close it (in a thread: a wedged one may block in close), subscribe a new one. The
-        new assignment seeks to the offsets in DuckDB: nothing is skipped or applied twice."""
-        old = self.consumer
+        close it (bounded: a wedged one may block in close), subscribe a new one. The new
+        assignment seeks to the offsets in DuckDB: nothing is skipped or applied twice."""
         self.consumer_rebuilds += 1
         log.warning("rebuilding the sink's consumer (rebuild %d)", self.consumer_rebuilds)
-        closer = threading.Thread(target=_close_quietly, args=(old,), daemon=True)
-        closer.start()
-        closer.join(CLOSE_WAIT_SECONDS)
-        if closer.is_alive():
-            log.warning(
-                "the old consumer did not close in %.0f s; left to close", CLOSE_WAIT_SECONDS
-            )
+        close_within(self.consumer)
         self.consumer = self._new_consumer()
         self._subscribe()
 
@@ -471,10 +463,3 @@ class Sink:
             except duckdb.Error:
                 log.exception("final snapshot failed")
         self.con.close()
-
-
-def _close_quietly(consumer: Consumer) -> None:
-    try:
-        consumer.close()
-    except Exception as exc:  # a wedged or already failed consumer: nothing to keep
-        log.info("old consumer close: %s", exc)

@@ -12,7 +12,6 @@ each, so one receiver's outage does not hold the others' messages back within a 
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import threading
 import time
@@ -24,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.keys import iso_utc
-from groupwatch.contracts.membership import MembershipWatchdog
+from groupwatch.contracts.membership import MembershipWatchdog, close_within
 from groupwatch.contracts.records import Alert, FailureWindow, NotifyFailure, decode, encode
 from groupwatch.contracts.startup import list_topics
 from notify.channels import Channel, channels_of
@@ -121,8 +120,7 @@ class Notifier:
         """A consumer wedged out of its group (``groupwatch.contracts.membership``): a new one
         resumes from the committed offsets (delivered batches only: nothing is skipped)."""
         log.warning("rebuilding the notify consumer")
-        with contextlib.suppress(Exception):
-            self.consumer.close()
+        close_within(self.consumer)
         self.consumer = self._new_consumer()
         self._subscribe()
 

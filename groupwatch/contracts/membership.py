@@ -26,6 +26,7 @@ every ``after_s``, a rebalance each time; groupwatch runs one sink and one notif
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -34,6 +35,26 @@ from confluent_kafka import Consumer, KafkaException
 log = logging.getLogger(__name__)
 
 METADATA_TIMEOUT_S = 5.0
+CLOSE_WAIT_S = 15.0
+
+
+def close_within(consumer: Consumer, seconds: float = CLOSE_WAIT_S) -> bool:
+    """Close a consumer about to be replaced, waiting at most ``seconds`` (in a thread: a
+    wedged one may block in close); False if it was left closing."""
+
+    def close() -> None:
+        try:
+            consumer.close()
+        except Exception as exc:  # a wedged or already failed consumer: nothing to keep
+            log.info("old consumer close: %s", exc)
+
+    closer = threading.Thread(target=close, name="consumer-close", daemon=True)
+    closer.start()
+    closer.join(seconds)
+    if closer.is_alive():
+        log.warning("the old consumer did not close in %.0f s; left to close", seconds)
+        return False
+    return True
 
 
 def cluster_answers(consumer: Consumer, topic: str, timeout: float = METADATA_TIMEOUT_S) -> bool:

@@ -133,7 +133,7 @@ def prune_dedup(state: PartitionState, fx: Effects) -> None:
         for event_id, gone in state.dbuckets.pop(bk).items():
             dk = (kind, event_id)
             history = histories.pop(dk, None)
-            if history is None or history == gone:  # usually all of it is in here
+            if history is None or history is gone or history == gone:  # usually all of it
                 continue
             rest = [occ for occ in history if occ not in gone]
             if rest:

@@ -1,6 +1,6 @@
 """The one module that touches private names of faust, aiokafka, mode and Faust's RocksDB store.
 
-The worker goes below Faust's public API in five places, all of them here:
+The worker goes below Faust's public API in six places, all of them here:
 
 - **the batch drain** (``install_batch_drain``): Faust's fetcher hands every record to the
   conductor one at a time (a ``ConsumerMessage``, an ``Event``, a ``wait_first`` with new
@@ -17,6 +17,11 @@ The worker goes below Faust's public API in five places, all of them here:
   ``wait_empty`` does not see records it did not track).
 - **the producer linger** (``end_linger``): closes the open aiokafka batches of some
   topics and wakes the sender, as aiokafka's ``flush_for_commit`` does for all batches.
+- **the producer's open batches** (``Appender``): appends a record to the open aiokafka
+  batch of its topic-partition in one call, what ``AIOKafkaProducer.send`` ends in after
+  four coroutines (Faust's ``send``, aiokafka's ``send``, its metadata wait and
+  ``add_message``); anything else (a full batch, unknown metadata, a transactional or
+  idempotent producer, a closed or failed accumulator) goes through Faust's ``send``.
 - **the consumer's fetch positions** (``fetch_state``, ``committed_offset``).
 - **the group membership** (``group_coordinator``, ``membership``, ``watch_membership``):
   the coordinator's generation and member id, whether a rejoin is due, and when the last
@@ -145,6 +150,23 @@ INTERNALS: Final[tuple[Internal, ...]] = (
     Internal(_ACCUMULATOR, "_waiter_future", "attribute", None, "wakes the sender"),
     Internal("aiokafka.producer.message_accumulator:MessageBatch", "_builder", "attribute"),
     Internal("aiokafka.producer.message_accumulator:BatchBuilder", "close", "method", ()),
+    # the producer's open batches (Appender)
+    Internal("aiokafka.producer.producer:AIOKafkaProducer", "_txn_manager", "attribute"),
+    Internal("aiokafka.producer.producer:AIOKafkaProducer", "client", "attribute"),
+    Internal("aiokafka.cluster:ClusterMetadata", "partitions_for_topic", "method", ("topic",)),
+    Internal(_ACCUMULATOR, "_closed", "attribute", None, "closed: Faust's send raises"),
+    Internal(_ACCUMULATOR, "_exception", "attribute", None, "failed: Faust's send raises"),
+    Internal(
+        _ACCUMULATOR, "create_builder", "method", ("key_serializer", "value_serializer"), "new"
+    ),
+    Internal(_ACCUMULATOR, "_append_batch", "method", ("builder", "tp"), "open a batch"),
+    Internal(
+        "aiokafka.producer.message_accumulator:MessageBatch",
+        "append",
+        "method",
+        ("key", "value", "timestamp_ms", "_create_future", "headers"),
+        "None when full",
+    ),
     # the local table store
     Internal("faust.stores.rocksdb:Store", "_db_for_partition", "method", ("partition",)),
     Internal("faust.stores.rocksdb:Store", "_key_index", "attribute", None, "key -> partition"),
@@ -406,6 +428,44 @@ def end_linger(producer: Any, topics: Collection[str]) -> None:
     waiter = acc._waiter_future
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
+
+
+# --- the producer's open batches ------------------------------------------------------
+class Appender:
+    """Appends records of known topic-partitions to aiokafka's open batch, in one call.
+
+    ``append(topic, partition, key, value)`` returns the record's delivery future, as
+    Faust's ``Producer.send`` would, or None when the direct append does not apply: then
+    the caller sends the record through Faust's ``send`` (which waits, raises or fetches
+    metadata as it always did). Order, batching, linger, acks and retries are the
+    sender's, unchanged; only the per-record coroutines in front of the accumulator are
+    skipped.
+    """
+
+    __slots__ = ("append",)
+
+    def __init__(self, producer: Any) -> None:
+        from aiokafka.structs import TopicPartition
+
+        aio = producer._ensure_producer()
+        acc = aio._message_accumulator
+        batches, known = acc._batches, aio.client.cluster.partitions_for_topic
+        new_batch, new_builder = acc._append_batch, acc.create_builder
+        tps: dict[tuple[str, int], Any] = {}
+
+        def append(topic: str, partition: int, key: bytes | None, value: bytes | None) -> Any:
+            if aio._txn_manager is not None or acc._closed or acc._exception is not None:
+                return None
+            tp = tps.get((topic, partition))
+            if tp is None:
+                if partition not in (known(topic) or ()):
+                    return None  # Faust's send waits for the metadata
+                tp = tps[(topic, partition)] = TopicPartition(topic, partition)
+            pending = batches.get(tp)
+            batch = pending[-1] if pending else new_batch(new_builder(), tp)
+            return batch.append(key, value, None)  # None when the batch is full
+
+        self.append: Callable[[str, int, bytes | None, bytes | None], Any] = append
 
 
 # --- the consumer's positions ----------------------------------------------------------

@@ -68,8 +68,11 @@ def step(
         occ = (t, offset)
         if history is None:
             counted = changed = True
-            dedup_map[dk] = [occ]
+            # the first occurrence: one list, shared with its bucket entry below (neither
+            # is changed in place while shared: a later occurrence replaces the history)
+            dedup_map[dk] = first_occ = [occ]
         else:
+            first_occ = None
             decision = dedup.decide(history, t, offset, state.dedup_ms)
             counted, changed = decision.counted, decision.changed
             if changed:
@@ -85,7 +88,7 @@ def step(
                     entries = state.dbuckets[bk] = {}
                 held = entries.get(event_id)
                 if held is None:
-                    entries[event_id] = [occ]
+                    entries[event_id] = first_occ if first_occ is not None else [occ]
                 else:
                     held.append(occ)
                 state.dirty_buckets.add(bk)

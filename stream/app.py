@@ -455,6 +455,7 @@ class StreamWorker:
             fut = append(changelog, partition, kb, value)
             if fut is None:
                 fut = await send(changelog, kb, value, partition, None, None)
+        store.write()  # the local store's puts and deletes, in order, in one write
         if fut is not None:
             # the last write's offset covers the batch's writes (one changelog partition)
             fut.add_done_callback(self._persisted)

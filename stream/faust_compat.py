@@ -45,7 +45,7 @@ import inspect
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -170,8 +170,11 @@ INTERNALS: Final[tuple[Internal, ...]] = (
     # the local table store
     Internal("faust.stores.rocksdb:Store", "_db_for_partition", "method", ("partition",)),
     Internal("faust.stores.rocksdb:Store", "_key_index", "attribute", None, "key -> partition"),
-    Internal("rocksdict:Rdict", "put", "method"),
-    Internal("rocksdict:Rdict", "delete", "method"),
+    Internal("rocksdict:Rdict", "write", "method"),
+    Internal("rocksdict:WriteBatch", "put", "method"),
+    Internal("rocksdict:WriteBatch", "delete", "method"),
+    Internal("rocksdict:WriteBatch", "is_empty", "method"),
+    Internal("rocksdict:WriteBatch", "clear", "method"),
 )
 
 
@@ -356,10 +359,11 @@ def install_batch_drain(
 
     async def _handle(records: Any, active: Any) -> None:
         batch: list[Record] = []
-        acked: dict[Any, list[int]] = {}
+        acked: dict[Any, Sequence[int]] = {}
         others: list[tuple[Any, Any]] = []
         buffered = consumer._buffered_partitions
         read_offset = consumer._read_offset
+        add = batch.append
         for tp, recs in records.items():
             if active is not None and tp not in active and tp not in buffered:
                 continue
@@ -367,20 +371,27 @@ def install_batch_drain(
             if tp.topic not in batch_topics:
                 others.extend((tp, r) for r in recs)
                 continue
-            offsets = acked.setdefault(tp, [])
             topic, partition = tp.topic, tp.partition
-            add, add_offset = batch.append, offsets.append
+            start = len(batch)
+            dense = True  # every record taken is the one right after the previous
             for r in recs:
                 offset = r.offset
                 if last is not None:
-                    if offset < last:
-                        continue  # already read (Faust drops these too)
-                    if offset - last > 1:
-                        await consumer._add_gap(tp, last + 1, offset)
+                    step = offset - last
+                    if step != 1:
+                        if step < 0:
+                            continue  # already read (Faust drops these too)
+                        dense = False
+                        if step > 1:
+                            await consumer._add_gap(tp, last + 1, offset)
                 add((topic, partition, offset, r.value, r.key))
-                add_offset(offset)
                 last = offset
-            if offsets:
+            if len(batch) > start:
+                # the offsets to acknowledge: one range when they are consecutive (the
+                # usual case), else each one
+                acked[tp] = (
+                    range(batch[start][2], last + 1) if dense else [rec[2] for rec in batch[start:]]
+                )
                 read_offset[tp] = last
         if batch:
             refused = await handler(batch) or ()
@@ -399,10 +410,13 @@ def install_batch_drain(
             consumer._n_acked = 0
             await consumer.commit()
 
-    def _ack(tp: Any, offsets: list[int]) -> None:
+    def _ack(tp: Any, offsets: Sequence[int]) -> None:
         committed = consumer._committed_offset[tp]
         if committed is not None:
-            offsets = [o for o in offsets if o >= committed]
+            if isinstance(offsets, range):
+                offsets = range(max(offsets.start, committed), offsets.stop)
+            else:
+                offsets = [o for o in offsets if o >= committed]
         consumer._acked[tp].extend(offsets)
         consumer._n_acked += len(offsets)
 
@@ -573,24 +587,35 @@ class LocalStore:
     """Writes to one partition of a Faust RocksDB table's local store, without an event.
 
     Faust finds a key's partition through the current event or its key index; a batch has
-    no current event, so the key index is kept here as Faust's own ``_set`` does.
+    no current event, so the key index is kept here as Faust's own ``_set`` does. Puts and
+    deletes are collected in one RocksDB ``WriteBatch`` (as Faust's own changelog recovery
+    writes) and applied, in order, by ``write``.
     """
 
-    __slots__ = ("delete", "put")
+    __slots__ = ("delete", "put", "write")
 
     def __init__(self, table: Any, partition: int) -> None:
+        from rocksdict import WriteBatch
+
         store = table.data
         db = store._db_for_partition(partition)
         key_index = store._key_index
-        db_put, db_delete, forget = db.put, db.delete, key_index.pop
+        batch = [WriteBatch(raw_mode=True)]  # a written WriteBatch cannot be used again
+        forget = key_index.pop
 
         def put(key: bytes, value: bytes) -> None:
             key_index[key] = partition
-            db_put(key, value)
+            batch[0].put(key, value)
 
         def delete(key: bytes) -> None:
             forget(key, None)
-            db_delete(key)
+            batch[0].delete(key)
+
+        def write() -> None:
+            if not batch[0].is_empty():
+                db.write(batch[0])
+                batch[0] = WriteBatch(raw_mode=True)
 
         self.put: Callable[[bytes, bytes], None] = put
         self.delete: Callable[[bytes], None] = delete
+        self.write: Callable[[], None] = write

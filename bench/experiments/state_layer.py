@@ -63,9 +63,7 @@ def main() -> None:
     ap.add_argument(
         "--memory", action="store_true", help="trace the state's Python allocations (slow)"
     )
-    ap.add_argument(
-        "--digest", action="store_true", help="print a digest of every batch's effects"
-    )
+    ap.add_argument("--digest", action="store_true", help="print a digest of every batch's effects")
     args = ap.parse_args()
     if args.digest:  # the same input and clock in every run
         inputs.hours_ago = lambda hours: DIGEST_NOW_MS - hours * inputs.HOUR_MS

@@ -20,8 +20,9 @@ The worker goes below Faust's public API in six places, all of them here:
 - **the producer's open batches** (``Appender``): appends a record to the open aiokafka
   batch of its topic-partition in one call, what ``AIOKafkaProducer.send`` ends in after
   four coroutines (Faust's ``send``, aiokafka's ``send``, its metadata wait and
-  ``add_message``); anything else (a full batch, unknown metadata, a transactional or
-  idempotent producer, a closed or failed accumulator) goes through Faust's ``send``.
+  ``add_message``); anything else (a full batch, unknown metadata, a record near the
+  request size limit, a transactional or idempotent producer, a closed or failed
+  accumulator) goes through Faust's ``send``.
 - **the consumer's fetch positions** (``fetch_state``, ``committed_offset``).
 - **the group membership** (``group_coordinator``, ``membership``, ``watch_membership``):
   the coordinator's generation and member id, whether a rejoin is due, and when the last
@@ -153,6 +154,7 @@ INTERNALS: Final[tuple[Internal, ...]] = (
     # the producer's open batches (Appender)
     Internal("aiokafka.producer.producer:AIOKafkaProducer", "_txn_manager", "attribute"),
     Internal("aiokafka.producer.producer:AIOKafkaProducer", "client", "attribute"),
+    Internal("aiokafka.producer.producer:AIOKafkaProducer", "_max_request_size", "attribute"),
     Internal("aiokafka.cluster:ClusterMetadata", "partitions_for_topic", "method", ("topic",)),
     Internal(_ACCUMULATOR, "_closed", "attribute", None, "closed: Faust's send raises"),
     Internal(_ACCUMULATOR, "_exception", "attribute", None, "failed: Faust's send raises"),
@@ -466,9 +468,13 @@ class Appender:
         batches, known = acc._batches, aio.client.cluster.partitions_for_topic
         new_batch, new_builder = acc._append_batch, acc.create_builder
         tps: dict[tuple[str, int], Any] = {}
+        # near the request limit, Faust's send does aiokafka's exact size check (and raises)
+        direct_max = aio._max_request_size - 1024
 
         def append(topic: str, partition: int, key: bytes | None, value: bytes | None) -> Any:
             if aio._txn_manager is not None or acc._closed or acc._exception is not None:
+                return None
+            if len(key or b"") + len(value or b"") > direct_max:
                 return None
             tp = tps.get((topic, partition))
             if tp is None:

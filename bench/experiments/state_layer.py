@@ -7,7 +7,8 @@ bench's input (decode, step, closing, ticks, serialisation of the changelog entr
 ``--digest`` prints a SHA-256 over every batch's effects (outputs, updates, changelog
 entries in carry-out order, outcome counters): two versions of ``stream/`` that print the
 same digest did the same thing with this input (the input and the worker's clock are then
-pinned to ``DIGEST_NOW_MS`` instead of the wall clock).
+pinned to ``DIGEST_NOW_MS`` instead of the wall clock; run it with ``PYTHONHASHSEED=0``,
+since the flush writes changed keys in set order).
 """
 
 from __future__ import annotations

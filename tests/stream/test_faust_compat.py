@@ -179,6 +179,8 @@ def test_the_appender_appends_to_the_open_batch_or_leaves_the_record_to_fausts_s
         assert isinstance(first, asyncio.Future) and isinstance(second, asyncio.Future)
         (batch,) = inner._message_accumulator._batches[TP("changelog", 1)]
         assert batch.record_count == 2  # one open batch, in order
+        big = b"x" * inner._max_request_size
+        assert append("changelog", 0, b"k", big) is None  # Faust's send checks the size
         batch._builder.close()  # full: the next record waits in Faust's send
         assert append("changelog", 1, b"k3", b"v3") is None
         inner._message_accumulator._exception = RuntimeError("failed")

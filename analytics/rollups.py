@@ -32,6 +32,7 @@ from typing import Final
 
 import duckdb
 
+from analytics import group_rollup
 from analytics.tables import EXCEPTIONS, SEND_IDS, SENDS_MINUTELY
 from analytics.tablespec import (
     Column,
@@ -223,6 +224,7 @@ def refresh_sql(start: int, end: int, into: str = "") -> str:
     return ";\n".join(
         [
             *exceptions_sql(rows, into),
+            *group_rollup.refresh_sql(rows, into),
             f"UPDATE {_state(into)} SET next_rowid = {int(end)}, "
             f"rows = rows + (SELECT count(*) FROM {rows})",
         ]

@@ -111,7 +111,16 @@ class KeepGreatest:
     column: str
 
 
-Rule = FirstWins | GreatestWins | CountOnce | KeepGreatest
+@dataclass(frozen=True)
+class AddedUp:
+    """No key: each write appends its own counts (``column``, per the other columns), and
+    a reader sums them per key. Each row must be written once (the writer's own record
+    of what it wrote, e.g. ``rollup_state``), since nothing here refuses a repeat."""
+
+    column: str
+
+
+Rule = FirstWins | GreatestWins | CountOnce | KeepGreatest | AddedUp
 
 
 @dataclass(frozen=True)
@@ -244,6 +253,8 @@ def upsert_sql(table: Table, *, returning_key: bool = False) -> str:
             f"ON CONFLICT DO UPDATE SET {', '.join(_set_all_but(table))}\n"
             f"WHERE {_greater(table, rule.order)}\n"
         )
+    if isinstance(rule, AddedUp):
+        raise ValueError(f"{table.name} has no key to upsert by: its writer appends")
     # CountOnce
     c = ident(rule.column)
     select = ", ".join("count(*)" if x.name == rule.column else x.select for x in table.columns)

@@ -102,7 +102,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "rollups: failures and sends per minute / hour, last seen", rollups_sql()),
     # the group page's rollup (analytics/group_rollup.py), filled from the rows migration
     # 3's rollups hold (rollup_state): the next refresh goes on from there for all of them
-    Migration(4, "group rollup: failures per group, minute, sender id, code", group_rollup_sql()),
+    Migration(
+        4,
+        "group rollups: per group, minute, sender id and code; per day and group",
+        group_rollup_sql(),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -269,6 +269,22 @@ def upsert_sql(table: Table, *, returning_key: bool = False) -> str:
     )
 
 
+def add_sql(table: Table, select: str, into: str = "") -> str:
+    """``select`` (one row per key) added to rollup ``table`` (in database ``into``):
+    counts summed (``CountOnce``), times kept greatest (``KeepGreatest``)."""
+    cols = ", ".join(c.name for c in table.columns)
+    rule = table.rule
+    if not isinstance(rule, CountOnce | KeepGreatest):
+        raise ValueError(f"{table.name}: rows are added to a CountOnce or KeepGreatest table")
+    c = rule.column
+    if isinstance(rule, CountOnce):
+        update = f"{c} = {table.name}.{c} + excluded.{c}"
+    else:
+        update = f"{c} = excluded.{c} WHERE excluded.{c} > {table.name}.{c}"
+    target = f"{into}.{table.name}" if into else table.name
+    return f"INSERT INTO {target} ({cols})\n{select}\nON CONFLICT DO UPDATE SET {update}"
+
+
 def new_keys_name(table: Table) -> str:
     """Where a ``CountOnce`` table reads the keys its ``once_by`` table stored anew."""
     if table.stage is None:

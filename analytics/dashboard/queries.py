@@ -69,11 +69,13 @@ _F = """(
     WHERE sdkappid = $app AND event_time >= $m1 AND event_time <= $until
 )"""
 
-# the rollups exist and hold every exceptions row (analytics/rollups.py: the sink refreshes
-# them before each snapshot and in it; a live file may lag)
+# the rollups exist (migrations 3 and 4: analytics/rollups.py, analytics/group_rollup.py)
+# and hold every exceptions row (the sink refreshes them before each snapshot and in it; a
+# live file may lag)
 HAS_ROLLUPS = """
-SELECT EXISTS (SELECT 1 FROM duckdb_tables() WHERE database_name = current_database()
-               AND schema_name = 'main' AND table_name = 'rollup_state') AS has
+SELECT count(*) = 2 AS has FROM duckdb_tables()
+WHERE database_name = current_database() AND schema_name = 'main'
+  AND table_name IN ('rollup_state', 'group_daily')
 """
 ROLLUPS_WHOLE = (
     "SELECT (SELECT rows FROM rollup_state) = (SELECT count(*) FROM exceptions) AS whole"
@@ -106,11 +108,14 @@ FROM sends_app_minutely WHERE {_SENDS}
 GROUP BY ALL
 """
 
-# failures per group: whole hours [h0, h1) from group_hourly, [since, h0) and [h1, until]
-# from the raw rows
+# failures per group: whole days [d0, d1) from group_daily, the other whole hours
+# [h0, d0) and [d1, h1) from group_hourly, [since, h0) and [h1, until] from the raw rows
 _GROUP_HOURS = """(
+    SELECT group_id, failures FROM group_daily
+    WHERE sdkappid = $app AND day >= $d0 AND day < $d1
+    UNION ALL
     SELECT group_id, failures FROM group_hourly
-    WHERE sdkappid = $app AND hour >= $h0 AND hour < $h1
+    WHERE sdkappid = $app AND (hour >= $h0 AND hour < $d0 OR hour >= $d1 AND hour < $h1)
     UNION ALL
     SELECT group_id, 1 FROM exceptions
     WHERE sdkappid = $app AND event_time >= $since AND event_time < $h0
@@ -202,10 +207,6 @@ ORDER BY event_time DESC, event_id LIMIT {LATEST}
 
 # the same answers from the group rollup (analytics/group_rollup.py, integer ids): whole
 # minutes [since, m1) of group $gid from group_senders_minutely, until's minute raw
-HAS_GROUP_ROLLUP = """
-SELECT EXISTS (SELECT 1 FROM duckdb_tables() WHERE database_name = current_database()
-               AND schema_name = 'main' AND table_name = 'group_senders_minutely') AS has
-"""
 GROUP_GID = "SELECT gid FROM group_ids WHERE sdkappid = $app AND group_id = $group"
 _GROUP_RAW_TAIL = (
     "FROM exceptions WHERE sdkappid = $app AND group_id = $group "
@@ -336,12 +337,15 @@ def _q(run: Run, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Edges:
-    """Where the rollups take over: minutes [since, m1) and hours [h0, h1) are whole in the
-    range (``since`` is a bucket start, so a whole minute); the rest is read raw."""
+    """Where the rollups take over: minutes [since, m1), hours [h0, h1) and days [d0, d1)
+    are whole in the range (``since`` is a bucket start, so a whole minute); the rest is
+    read raw (or by the hour, around the whole days)."""
 
     m1: datetime
     h0: datetime
     h1: datetime
+    d0: datetime
+    d1: datetime
 
     @classmethod
     def of(cls, window: Window) -> Edges:
@@ -352,7 +356,13 @@ class Edges:
         h1 = window.until.replace(minute=0, second=0, microsecond=0)
         if h1 <= h0:  # no whole hour: everything raw
             h0 = h1 = window.since
-        return cls(m1, h0, h1)
+        d0 = h0.replace(hour=0)
+        if d0 < h0:
+            d0 += timedelta(days=1)
+        d1 = h1.replace(hour=0)
+        if d1 <= d0:  # no whole day: every whole hour by the hour
+            d0 = d1 = h0
+        return cls(m1, h0, h1, d0, d1)
 
 
 def _params(app: str, window: Window, **extra: Any) -> dict[str, Any]:
@@ -364,6 +374,8 @@ def _params(app: str, window: Window, **extra: Any) -> dict[str, Any]:
         "m1": e.m1,
         "h0": e.h0,
         "h1": e.h1,
+        "d0": e.d0,
+        "d1": e.d1,
         **extra,
     }
 
@@ -506,13 +518,6 @@ def group_known(run: Run, app: str, group: str) -> bool:
     return bool(_q(run, GROUP_KNOWN, {"app": app, "group": group})[0]["known"])
 
 
-def group_rollup_whole(run: Run) -> bool:
-    """Whether the group rollup exists and, with the other rollups, holds every row."""
-    if not _q(run, HAS_GROUP_ROLLUP, {})[0]["has"]:
-        return False
-    return rollups_whole(run)
-
-
 def _latest_since(window: Window, trend_rows: list[dict[str, Any]]) -> datetime:
     """The start of the newest bucket from which on the group has at least ``LATEST``
     failures in the range (else ``since``): the latest rows all lie at or after it, so
@@ -531,9 +536,9 @@ def _latest_since(window: Window, trend_rows: list[dict[str, Any]]) -> datetime:
 def group(
     run: Run, app: str, window: Window, group_id: str, rollups: bool | None = None
 ) -> dict[str, Any]:
-    """``rollups``: read the group rollup (False: the raw rows; None: if it is whole)."""
+    """``rollups``: read the group rollup (False: the raw rows; None: if whole)."""
     if rollups is None:
-        rollups = group_rollup_whole(run)
+        rollups = rollups_whole(run)
     p = _params(app, window, group=group_id, bucket=window.range.bucket)
     trend_sql, sends_sql, senders_sql = GROUP_TREND_BY_CODE, GROUP_SENDS_TREND, TOP_SENDERS
     if rollups:

@@ -69,13 +69,6 @@ def rollups_whole(gen: Generation) -> bool:
     return bool(gen.cache["rollups"])
 
 
-def group_rollup_whole(gen: Generation) -> bool:
-    """Whether this generation has the group rollup, holding all its rows (cached)."""
-    if "group_rollup" not in gen.cache:
-        gen.cache["group_rollup"] = queries.group_rollup_whole(_runner(gen))
-    return bool(gen.cache["group_rollup"])
-
-
 def _context(gen: Generation) -> tuple[str | None, Window]:
     """The request's app (checked against the known ones; None if absent) and window."""
     rng = parse_range(request.args.get("range"))
@@ -167,9 +160,7 @@ def api_group(group_id: str) -> Response:
     run = _runner(gen)
     if not queries.group_known(run, _require_app(app), group_id):
         raise NotFound(f"unknown group {group_id!r} in app {app}")
-    return _json(
-        gen, queries.group(run, _require_app(app), window, group_id, group_rollup_whole(gen))
-    )
+    return _json(gen, queries.group(run, _require_app(app), window, group_id, rollups_whole(gen)))
 
 
 @bp.get("/api/code/<code>")

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import duckdb
 
-from analytics import group_rollup, rollups
+from analytics import rollups
 from analytics.db import open_writer
 from analytics.migrations import LATEST, migrate
 
@@ -93,7 +93,7 @@ def build(db: Path, rows: int) -> None:
     rollups.add_sends(con, "sends_minutely")
     click.echo(f"  rolled up {rollups.refresh(con):,} rows")
     # served as the snapshot: its group rollup in group order, as take_snapshot writes it
-    con.execute(group_rollup.cluster_sql()).fetchall()
+    con.execute(rollups.cluster_sql()).fetchall()
     con.execute(SNAPSHOT_INFO).fetchall()
     con.execute("CHECKPOINT")
     con.close()

@@ -252,7 +252,7 @@ SELECT sdkappid, date_trunc('hour', minute), group_id, sum(sends)::BIGINT
 FROM sends_minutely GROUP BY ALL
 ON CONFLICT DO UPDATE SET sends = group_sends_hourly.sends + excluded.sends;
 
--- migration 4: group rollup: failures per group, minute, sender id, code
+-- migration 4: group rollups: per group, minute, sender id and code; per day and group
 CREATE TABLE group_ids (
     sdkappid VARCHAR NOT NULL,
     group_id VARCHAR NOT NULL,
@@ -273,6 +273,14 @@ CREATE TABLE group_senders_minutely (
     failures   BIGINT NOT NULL
 );
 
+CREATE TABLE group_daily (
+    sdkappid VARCHAR NOT NULL,
+    day      TIMESTAMPTZ NOT NULL,
+    group_id VARCHAR NOT NULL,
+    failures BIGINT NOT NULL,
+    PRIMARY KEY (sdkappid, day, group_id)
+);
+
 INSERT INTO group_ids (sdkappid, group_id, gid)
 SELECT sdkappid, group_id, (SELECT coalesce(max(gid), 0) FROM group_ids)
     + row_number() OVER (ORDER BY sdkappid, group_id)
@@ -288,3 +296,7 @@ SELECT g.gid, date_trunc('minute', r.event_time) AS minute, s.sid, r.error_code,
 FROM (SELECT * FROM exceptions WHERE rowid < (SELECT next_rowid FROM rollup_state)) r JOIN group_ids g USING (sdkappid, group_id)
 LEFT JOIN sender_ids s USING (from_account)
 GROUP BY ALL ORDER BY minute, g.gid;
+INSERT INTO group_daily (sdkappid, day, group_id, failures)
+SELECT sdkappid, date_trunc('day', event_time), group_id, count(*)
+FROM (SELECT * FROM exceptions WHERE rowid < (SELECT next_rowid FROM rollup_state)) GROUP BY ALL
+ON CONFLICT DO UPDATE SET failures = group_daily.failures + excluded.failures;

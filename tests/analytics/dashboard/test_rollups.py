@@ -110,6 +110,8 @@ ROLLED = {
     "error_category, count(*) FROM exceptions GROUP BY ALL",
     "group_hourly": "SELECT sdkappid, date_trunc('hour', event_time), group_id, count(*) "
     "FROM exceptions GROUP BY ALL",
+    "group_daily": "SELECT sdkappid, date_trunc('day', event_time), group_id, count(*) "
+    "FROM exceptions GROUP BY ALL",
     "code_groups_seen": "SELECT sdkappid, error_code, group_id, max(event_time) "
     "FROM exceptions GROUP BY ALL",
     "senders_seen": "SELECT sdkappid, from_account, max(event_time) FROM exceptions "
@@ -159,8 +161,9 @@ def test_each_rollup_counts_every_stored_row_once(fed: tuple[Path, Path]) -> Non
             con.close()
 
 
-def test_the_snapshots_group_rollup_is_in_group_order(fed: tuple[Path, Path]) -> None:
-    """take_snapshot rewrites the copy's group rollup by (gid, minute), same columns."""
+def test_the_snapshots_per_group_rollups_are_in_group_order(fed: tuple[Path, Path]) -> None:
+    """take_snapshot rewrites the copy's per-group rollups in group order, same columns
+    and keys."""
     live, snap = (duckdb.connect(str(p), read_only=True) for p in fed)
     try:
         columns = (
@@ -168,10 +171,15 @@ def test_the_snapshots_group_rollup_is_in_group_order(fed: tuple[Path, Path]) ->
             "WHERE table_name = 'group_senders_minutely' ORDER BY column_index"
         )
         assert snap.execute(columns).fetchall() == live.execute(columns).fetchall()
-        order = "SELECT gid, minute FROM group_senders_minutely ORDER BY rowid"
-        rows = snap.execute(order).fetchall()
-        assert rows == sorted(rows)
-        assert live.execute(order).fetchall() != rows  # the live one in refresh order
+        for order in (
+            "SELECT gid, minute FROM group_senders_minutely ORDER BY rowid",
+            "SELECT sdkappid, group_id, hour FROM group_sends_hourly ORDER BY rowid",
+        ):
+            rows = snap.execute(order).fetchall()
+            assert rows == sorted(rows)
+            assert live.execute(order).fetchall() != rows  # the live one in write order
+        keys = "SELECT * FROM duckdb_constraints() WHERE table_name = 'group_sends_hourly'"
+        assert len(snap.execute(keys).fetchall()) == len(live.execute(keys).fetchall())
     finally:
         live.close()
         snap.close()
@@ -198,7 +206,7 @@ def test_answers_from_the_rollups_equal_the_raw_rows(fed: tuple[Path, Path], rng
     try:
         run = runner(con)
         assert queries.rollups_whole(run)
-        assert queries.group_rollup_whole(run)
+        assert queries.rollups_whole(run)
         w = RANGES[rng].window(NOW)
         assert queries.reading(run, APPS[0], w) == queries.Reading(rollups=True, seen=True)
         rolled = answers(run, rng, True)
@@ -245,7 +253,7 @@ def test_a_group_rollup_counting_rows_twice_is_caught(
         with pytest.raises(AssertionError, match="group_senders_minutely"):
             check_group_rollup(con)
         run = runner(con)
-        assert queries.group_rollup_whole(run)  # rollup_state cannot see it
+        assert queries.rollups_whole(run)  # rollup_state cannot see it
         assert answers(run, "7d", True) != answers(run, "7d", False)
     finally:
         con.close()
@@ -351,27 +359,27 @@ def test_migration_4_fills_the_group_rollup_with_what_rollup_state_covers(
     covered = con.execute("SELECT sum(failures) FROM group_senders_minutely").fetchall()
     assert covered == con.execute("SELECT rows FROM rollup_state").fetchall() == [(300,)]
     run = runner(con)
-    assert not queries.group_rollup_whole(run)
+    assert not queries.rollups_whole(run)
     assert answers(run, "7d", None) == answers(run, "7d", False)  # read raw meanwhile
     assert rollups.refresh(con) > 0
     check_group_rollup(con)
-    assert queries.group_rollup_whole(run)
+    assert queries.rollups_whole(run)
     assert answers(run, "7d", True) == answers(run, "7d", False)
     con.close()
 
 
-def test_no_group_rollup_means_raw_rows(tmp_path: Path) -> None:
-    """A database at migration 3 (a sink older than the dashboard): the group page's
-    statements read the raw rows; the other rollups are still read."""
+def test_a_database_at_migration_3_means_raw_rows(tmp_path: Path) -> None:
+    """A sink older than the dashboard: without migration 4's tables every statement
+    reads the raw rows."""
     sink = Sink(tmp_path / "v3.duckdb")
     feed(sink, *workload(200, seed=17))
     rollups.refresh(sink.con)
+    run = runner(sink.con)
+    assert queries.rollups_whole(run)
     for t in group_rollup.TABLES:
         sink.con.execute(f"DROP TABLE {t.name}")
-    run = runner(sink.con)
-    assert queries.rollups_whole(run) and not queries.group_rollup_whole(run)
-    w = RANGES["24h"].window(NOW)
-    assert queries.group(run, APPS[0], w, "g1") == queries.group(run, APPS[0], w, "g1", False)
+    assert not queries.rollups_whole(run)
+    assert answers(run, "7d", None) == answers(run, "7d", False)
     sink.con.close()
 
 
@@ -382,5 +390,11 @@ def test_windows_end_where_expected() -> None:
     assert e.m1 == NOW.replace(second=0, microsecond=0)
     assert (e.h0, e.h1) == (w.since.replace(minute=0) + timedelta(hours=1), NOW.replace(
         minute=0, second=0, microsecond=0))  # fmt: skip
+    assert e.d0 == e.d1 == e.h0  # no whole day: every whole hour by the hour
     short = queries.Edges.of(RANGES["15m"].window(NOW))
     assert short.h0 == short.h1  # no whole hour: everything raw
+    week = queries.Edges.of(RANGES["7d"].window(NOW))
+    assert week.h0 == RANGES["7d"].window(NOW).since  # on an hour: 1-hour buckets
+    assert (week.d0, week.d1) == (NOW.replace(day=1, hour=0, minute=0, second=0,
+                                              microsecond=0), NOW.replace(
+        hour=0, minute=0, second=0, microsecond=0))  # fmt: skip

@@ -84,9 +84,10 @@ def _in(into: str, table: Table) -> str:
 
 
 def refresh_sql(source: str, into: str = "") -> list[str]:
-    """The statements adding raw exception rows ``source`` (each row once) to the group
-    rollup of database ``into`` (default: the current one): ids for the groups and senders
-    not seen before, then the rows' counts."""
+    """The statements adding raw exception rows ``source`` (each row once) to these
+    rollups in database ``into`` (default: the current one): ids for the groups and
+    senders not seen before, then the rows' counts per group, minute, sender and code
+    (appended) and per app, day and group (added)."""
     groups, senders = _in(into, GROUP_IDS), _in(into, SENDER_IDS)
     return [
         f"INSERT INTO {groups} (sdkappid, group_id, gid)\n"

@@ -170,6 +170,14 @@ SELECT EXISTS (SELECT 1 FROM exceptions WHERE sdkappid = $app AND group_id = $gr
     OR EXISTS (SELECT 1 FROM alerts WHERE sdkappid = $app AND group_id = $group) AS known
 """
 
+# the same question when the rollups are whole: group_ids names every (app, group) with an
+# exception, so an unknown group costs a lookup in it instead of a scan of every raw row
+GROUP_KNOWN_ROLLUPS = """
+SELECT EXISTS (SELECT 1 FROM group_ids WHERE sdkappid = $app AND group_id = $group)
+    OR EXISTS (SELECT 1 FROM sends_minutely WHERE sdkappid = $app AND group_id = $group)
+    OR EXISTS (SELECT 1 FROM alerts WHERE sdkappid = $app AND group_id = $group) AS known
+"""
+
 GROUP_TREND_BY_CODE = f"""
 SELECT epoch(time_bucket($bucket, event_time, $since)) AS bucket, error_code,
        count(*) AS failures
@@ -514,8 +522,13 @@ def overview(run: Run, app: str, window: Window, rollups: bool | None = None) ->
     }
 
 
-def group_known(run: Run, app: str, group: str) -> bool:
-    return bool(_q(run, GROUP_KNOWN, {"app": app, "group": group})[0]["known"])
+def group_known(run: Run, app: str, group: str, rollups: bool | None = None) -> bool:
+    """Whether the data knows the group (an exception, a send or an alert of it);
+    ``rollups``: ask group_ids for the exceptions (None: if the rollups are whole)."""
+    if rollups is None:
+        rollups = rollups_whole(run)
+    sql = GROUP_KNOWN_ROLLUPS if rollups else GROUP_KNOWN
+    return bool(_q(run, sql, {"app": app, "group": group})[0]["known"])
 
 
 def _latest_since(window: Window, trend_rows: list[dict[str, Any]]) -> datetime:

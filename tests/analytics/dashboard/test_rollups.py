@@ -238,6 +238,24 @@ def test_answers_from_the_rollups_equal_the_raw_rows(fed: tuple[Path, Path], rng
         con.close()
 
 
+def test_a_group_is_known_from_the_rollups_as_from_the_raw_rows(fed: tuple[Path, Path]) -> None:
+    con = duckdb.connect(str(fed[1]), read_only=True)
+    try:
+        run = runner(con)
+        assert queries.rollups_whole(run)
+        only_sent = con.execute(  # a group with sends but no exception, if the data has one
+            "SELECT sdkappid, group_id FROM sends_minutely "
+            "ANTI JOIN exceptions USING (sdkappid, group_id) LIMIT 1"
+        ).fetchall()
+        cases = [(a, g) for a in APPS for g in ("g0", "g11", "nope", "g0'")] + only_sent
+        known = {case: queries.group_known(run, *case, rollups=True) for case in cases}
+        assert known == {case: queries.group_known(run, *case, rollups=False) for case in cases}
+        assert known[(APPS[0], "g0")] and not known[(APPS[0], "nope")]
+        assert queries.group_known(run, APPS[0], "g0")  # whole rollups: read by default
+    finally:
+        con.close()
+
+
 def test_a_group_rollup_counting_rows_twice_is_caught(
     fed: tuple[Path, Path], tmp_path: Path
 ) -> None:

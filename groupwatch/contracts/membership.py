@@ -18,9 +18,11 @@ consumer still holds nothing, the consumer is to be rebuilt (``stale`` True).
 What it does not ask: the group coordinator's member list (``describe_consumer_groups``).
 That was the first design; librdkafka's admin client aborted the whole process (an
 assertion in ``rd_kafka_enq_once_del_source_return``) when such a request timed out against
-a broker SIGKILLed in the fault suite. The price of asking only for metadata: a member
-that legitimately holds nothing (more members in the group than partitions) is rebuilt
-every ``after_s``, a rebalance each time; groupwatch runs one sink and one notify per group.
+a broker SIGKILLed in the fault suite. A member that legitimately holds nothing (more
+notify processes than partitions, for standby) is told so by an empty assignment: the
+rebalance callback runs with no partitions. That counts as membership, not as a wedge:
+with the eager assignors these consumers use, leaving a generation always passes through
+a revoke (or lost) callback, which starts the count again.
 """
 
 from __future__ import annotations
@@ -91,10 +93,9 @@ class MembershipWatchdog:
         self._next_check = clock() + check_s
 
     def assigned(self, partitions: int) -> None:
-        if partitions:
-            self._idle = False
-        else:
-            self.revoked()
+        """The group assigned this member ``partitions`` (0: a member of the generation
+        holding nothing, not wedged)."""
+        self._idle = False
 
     def revoked(self) -> None:
         if not self._idle:

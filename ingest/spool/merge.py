@@ -10,8 +10,11 @@ forwarded, in ``<spool_dir>/heads/<process>``, and forwards only events that arr
 later than the other processes' oldest head plus ``slack_ms``. The process holding the
 oldest event may always forward it, so the merge always progresses. A head file not
 rewritten for ``stale_s`` (a dead or stuck process) is ignored, then deleted. A process
-held back for ``MAX_HOLD_S`` in a row stops waiting and forwards its own until it has
-caught up (``Merge``).
+held back for ``MAX_HOLD_S`` by a gate that has not moved (the older events are not being
+forwarded: that process is alive but stuck) stops waiting and forwards its own until it
+has caught up (``Merge``). A gate that moves is waited for however long it takes: a
+forwarder slowed by load is still draining, and forwarding past it would put its events
+behind newer ones by the outage's length, past the stream's grace.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class Merge:
     def __init__(self, heads: Heads | None) -> None:
         self.heads = heads
         self._held_since: float | None = None  # waiting for other processes' older events
+        self._last_gate: int | None = None  # the gate at the last pass
         self._unmerged = False  # waited MAX_HOLD_S: forward without the gate until caught up
 
     def gate(self, now: float) -> int | None:
@@ -98,6 +102,12 @@ class Merge:
         if self.heads is None or self._unmerged:
             return None
         gate = self.heads.gate_ms()
+        if gate != self._last_gate:
+            # the older events are moving (or gone): wait for them afresh
+            self._last_gate = gate
+            if self._held_since is not None:
+                self._held_since = now
+            return gate
         if gate is None or self._held_since is None or now - self._held_since < MAX_HOLD_S:
             return gate
         log.warning(

@@ -15,6 +15,7 @@ from groupwatch.contracts import Settings, Topics
 from tests.analytics.test_sink import sink_settings
 from tests.analytics.workload import Workload
 from tests.support import events as f
+from tests.support.ports import free_port
 from tests.support.processes import settings_env
 from tests.support.sink import GROUPWATCH, SinkProcess
 
@@ -147,7 +148,9 @@ def test_report_rejects_bad_options(make_settings: Callable[..., Settings]) -> N
 
 
 def test_query_without_a_sink_or_a_file_says_so(make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings()
+    # a port nothing listens on: a sink of a stack running on this machine (the default
+    # port) would answer and the query would succeed
+    settings = make_settings(query_port=free_port())
     proc = subprocess.run(
         [GROUPWATCH, "query", "SELECT 1"],
         env=settings_env(settings),

@@ -97,6 +97,54 @@ class WedgedOnce(MembershipWatchdog):
         return False
 
 
+def test_a_member_the_group_gives_nothing_is_not_rebuilt(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """Two members, one partition: the second gets an empty assignment (standby), which is
+    membership, not a wedge: its watchdog never asks for a rebuild."""
+    topic = f"{topic_prefix}-standby"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    members = []
+    for _ in range(2):
+        consumer = Consumer(
+            {
+                "bootstrap.servers": kafka_bootstrap,
+                "group.id": f"{topic_prefix}-standby-g",
+                "session.timeout.ms": 6000,
+            }
+        )
+        dog = MembershipWatchdog(topic, after_s=2.0, check_s=0.5)
+        held: list[int] = []
+
+        def on_assign(_c: object, parts: list[object], d=dog, h=held) -> None:
+            d.assigned(len(parts))
+            h.append(len(parts))
+
+        consumer.subscribe(
+            [topic],
+            on_assign=on_assign,
+            on_revoke=lambda _c, _p, d=dog: d.revoked(),
+            on_lost=lambda _c, _p, d=dog: d.revoked(),
+        )
+        members.append((consumer, dog, held))
+    try:
+        deadline = time.monotonic() + 60
+        while sorted(h[-1] if h else -1 for _, _, h in members) != [0, 1]:
+            assert time.monotonic() < deadline, [h for _, _, h in members]
+            for consumer, _, _ in members:
+                consumer.poll(0.1)
+        settled = time.monotonic()
+        while time.monotonic() - settled < 5.0:  # 2.5 x after_s with the cluster answering
+            for consumer, dog, held in members:
+                consumer.poll(0.1)
+                assert not dog.stale(consumer), held
+        assert sorted(h[-1] for _, _, h in members) == [0, 1]  # no rebalance meanwhile
+    finally:
+        for consumer, _, _ in members:
+            consumer.close()
+
+
 def test_a_rebuilt_consumer_lands_every_record_once(
     make_settings: Callable[..., Settings], topics: Topics, tmp_path: Path
 ) -> None:

@@ -289,6 +289,33 @@ def test_a_stuck_process_holds_the_merge_back_only_for_a_while(
     assert [e.timestamp_ms for e in send.sent] == [5]
 
 
+def test_a_slow_but_draining_process_holds_the_merge_back_as_long_as_it_drains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load a forwarder drains slowly: while its head moves, the others wait for it
+    past the hold limit (forwarding past it put its backlog behind newer events, late for
+    the stream); once its head stops moving, the hold limit applies."""
+    monkeypatch.setattr(merge_module, "MAX_HOLD_S", 0.05)
+    slow = Heads(tmp_path, slack_ms=0)
+    slow.publish(1)
+    sp = Spool(tmp_path, 1 << 30)
+    sp.open()
+    sp.put(env(50))
+    send = FakeSend()
+    fw = Forwarder(sp, send, heads=Heads(tmp_path, slack_ms=0))
+    for head in range(2, 12):  # ten passes over 0.2 s, four times the hold limit
+        assert fw.step() == "blocked" and send.sent == [], head
+        slow.publish(head)  # the slow process forwarded one more of its older events
+        time.sleep(0.02)
+    began = time.monotonic()
+    while fw.step() == "blocked":  # its head stopped moving: stuck, not slow
+        assert time.monotonic() - began < 5
+        time.sleep(0.01)
+    drain(fw)
+    assert [e.timestamp_ms for e in send.sent] == [50]
+    assert time.monotonic() - began >= 0.05
+
+
 def test_stale_heads_are_ignored(tmp_path: Path) -> None:
     gone = Heads(tmp_path, stale_s=0.05)
     gone.publish(1)

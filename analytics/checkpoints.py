@@ -5,7 +5,7 @@ DuckDB checkpoints on its own inside the commit that takes the WAL past its
 the fetch thread waited behind them (docs/PERFORMANCE-analytics.md). The sink instead
 checks the WAL's size after each batch and runs ``CHECKPOINT`` itself once it reaches
 ``sink_checkpoint_mb`` (or a quarter of it while the sink is idle), with no transaction
-open, while the fetch thread goes on preparing the next batches. DuckDB's own threshold
+open (the fetch thread prepares the next batch meanwhile). DuckDB's own threshold
 stays as a safety net at ``AUTOMATIC_FACTOR`` x the bound (a checkpoint refused because
 another transaction is open, e.g. a snapshot's copy, is retried after the next batch).
 

@@ -2,10 +2,10 @@
 
 Each batch (up to ``sink_batch_rows`` records or ``sink_batch_ms``) is applied with its
 Kafka offsets in one DuckDB transaction. A fetch thread consumes, decodes and builds the
-Arrow tables of the next batches while this one is applied (DuckDB releases the GIL while
-it inserts and commits); at most ``PREPARED_AHEAD`` prepared batches wait. Checkpoints run
-between batches (``analytics/checkpoints.py``), never inside a batch's commit, while the
-fetch thread keeps preparing. On partition assignment the
+Arrow tables of the next batch while this one is applied (DuckDB releases the GIL while
+it inserts and commits); at most ``PREPARED_AHEAD`` (one) prepared batch waits.
+Checkpoints run between batches (``analytics/checkpoints.py``), never inside a batch's
+commit. On partition assignment the
 consumer seeks to the offsets stored in DuckDB; a batch fetched before that assignment is
 dropped unapplied (``generation``). Kafka's committed offsets are written afterwards only
 so lag tools see progress and are never read back.
@@ -58,10 +58,11 @@ WATCHDOG_AFTER_S = 9 * SESSION_TIMEOUT_MS / 1000
 # every GC_EVERY_SECONDS, for the few cycles other code (HTTP handlers, errors) may leave.
 GC_EVERY_SECONDS = 5.0
 
-# Prepared batches the fetch thread may have waiting for the apply loop: enough to keep it
-# busy through a checkpoint between batches (~0.3-0.6 s at the 64 MiB bound here, ~75 ms
-# of fetch work per 10,000-row batch), a few MB of Arrow and raw values each.
-PREPARED_AHEAD = 8
+# Prepared batches the fetch thread may have waiting for the apply loop. 8 (to keep it busy
+# through a checkpoint between batches) was slower: at 500,000 rows 139-147k vs 151-157k
+# rows/s with 1, CPU 10.5 vs 9.8-10.0 us/row (a fetch thread that never waits takes the
+# cores the transactions and the checkpoint need; docs/PERFORMANCE-analytics.md).
+PREPARED_AHEAD = 1
 
 
 def check_loopback(host: str, allow_non_loopback: bool = False) -> None:
@@ -459,7 +460,7 @@ class Sink:
 
     def _checkpoint_if_due(self, idle: bool) -> None:
         """Between batches: checkpoint once the WAL reaches the bound (a quarter of it
-        while idle); the fetch thread goes on preparing meanwhile."""
+        while idle); the fetch thread prepares the next batch meanwhile."""
         if self.checkpoints.due(idle):
             with self.apply_lock, self.gate.shared():
                 self.checkpoints.run()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from analytics.group_rollup import migration_sql as group_rollup_sql
 from analytics.rollups import migration_sql as rollups_sql
 from analytics.tables import schema_sql
 
@@ -99,6 +100,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "views: trend, top groups, error breakdown, ratios", V1_VIEWS),
     # the dashboard's rollups (analytics/rollups.py), filled from the rows stored so far
     Migration(3, "rollups: failures and sends per minute / hour, last seen", rollups_sql()),
+    # the group page's rollup (analytics/group_rollup.py), filled from the rows migration
+    # 3's rollups hold (rollup_state): the next refresh goes on from there for all of them
+    Migration(
+        4,
+        "group rollups: per group, minute, sender id and code; per day and group",
+        group_rollup_sql(),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -28,16 +28,19 @@ sends) rows.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Final
 
 import duckdb
 
+from analytics import group_rollup
 from analytics.tables import EXCEPTIONS, SEND_IDS, SENDS_MINUTELY
 from analytics.tablespec import (
     Column,
     CountOnce,
     KeepGreatest,
     Table,
+    add_sql,
     create_sql,
     new_keys_name,
 )
@@ -120,49 +123,34 @@ TABLES: Final[tuple[Table, ...]] = (
 )
 
 
-def _add(table: Table, select: str, into: str = "") -> str:
-    """``select`` (one row per key) added to ``table`` (in database ``into``): counts
-    summed, times kept greatest."""
-    cols = ", ".join(c.name for c in table.columns)
-    rule = table.rule
-    assert isinstance(rule, CountOnce | KeepGreatest)
-    c = rule.column
-    if isinstance(rule, CountOnce):
-        update = f"{c} = {table.name}.{c} + excluded.{c}"
-    else:
-        update = f"{c} = excluded.{c} WHERE excluded.{c} > {table.name}.{c}"
-    target = f"{into}.{table.name}" if into else table.name
-    return f"INSERT INTO {target} ({cols})\n{select}\nON CONFLICT DO UPDATE SET {update}"
-
-
 def exceptions_sql(source: str, into: str = "") -> list[str]:
     """The statements adding raw exception rows ``source`` (each row once) to the rollups
     (of database ``into``; default: the current one)."""
     return [
-        _add(
+        add_sql(
             FAILURES_MINUTELY,
             "SELECT sdkappid, date_trunc('minute', event_time), error_code, error_category, "
             f"count(*)\nFROM {source} GROUP BY ALL",
             into,
         ),
-        _add(
+        add_sql(
             GROUP_HOURLY,
             "SELECT sdkappid, date_trunc('hour', event_time), group_id, count(*)\n"
             f"FROM {source} GROUP BY ALL",
             into,
         ),
-        _add(
+        add_sql(
             CODE_GROUPS_SEEN,
             f"SELECT sdkappid, error_code, group_id, max(event_time)\nFROM {source} GROUP BY ALL",
             into,
         ),
-        _add(
+        add_sql(
             SENDERS_SEEN,
             f"SELECT sdkappid, from_account, max(event_time)\nFROM {source} "
             "WHERE from_account IS NOT NULL GROUP BY ALL",
             into,
         ),
-        _add(
+        add_sql(
             CODE_SENDERS_SEEN,
             f"SELECT sdkappid, error_code, from_account, max(event_time)\nFROM {source} "
             "WHERE from_account IS NOT NULL GROUP BY ALL",
@@ -175,11 +163,11 @@ def sends_sql(source: str) -> list[str]:
     """The statements adding per-minute send counts ``source`` (sdkappid, group_id, minute,
     sends: each send once) to the rollups."""
     return [
-        _add(
+        add_sql(
             SENDS_APP_MINUTELY,
             f"SELECT sdkappid, minute, sum(sends)::BIGINT\nFROM {source} GROUP BY ALL",
         ),
-        _add(
+        add_sql(
             GROUP_SENDS_HOURLY,
             "SELECT sdkappid, date_trunc('hour', minute), group_id, sum(sends)::BIGINT\n"
             f"FROM {source} GROUP BY ALL",
@@ -223,6 +211,7 @@ def refresh_sql(start: int, end: int, into: str = "") -> str:
     return ";\n".join(
         [
             *exceptions_sql(rows, into),
+            *group_rollup.refresh_sql(rows, into),
             f"UPDATE {_state(into)} SET next_rowid = {int(end)}, "
             f"rows = rows + (SELECT count(*) FROM {rows})",
         ]
@@ -247,6 +236,38 @@ def refresh(con: duckdb.DuckDBPyConnection, into: str = "", own: bool = True) ->
             con.execute("ROLLBACK")
         raise
     return end - start
+
+
+# --- in each snapshot: the rows of a group together -----------------------------------
+# table -> the order its snapshot copy is written in
+CLUSTERED: Final[dict[str, tuple[Table, str]]] = {
+    # the group page's trend and senders: a group's rows in one or two row groups
+    "group_senders_minutely": (group_rollup.GROUP_SENDERS_MINUTELY, "gid, minute"),
+    # the sends of the overview's top groups and of the group page, read per group
+    "group_sends_hourly": (GROUP_SENDS_HOURLY, "sdkappid, group_id, hour"),
+}
+
+
+def _rewrite(table: Table, order: str, into: str) -> list[str]:
+    name = f"{into}.{table.name}" if into else table.name
+    staged = f"{name}_ordered"
+    cols = ", ".join(c.name for c in table.columns)
+    return [
+        create_sql(replace(table, name=staged)).rstrip().rstrip(";"),
+        f"INSERT INTO {staged} ({cols}) SELECT {cols} FROM {name} ORDER BY {order}",
+        f"DROP TABLE {name}",
+        f"ALTER TABLE {staged} RENAME TO {table.name}",
+    ]
+
+
+def cluster_sql(into: str = "") -> str:
+    """The script rewriting database ``into``'s tables of ``CLUSTERED`` in group order: the
+    rows a group's statements read are then in a few row groups, which the zone maps find
+    (10 M raw rows: the group page's senders at 7 d ~5 ms instead of ~25 ms for a scan of
+    every row group; the top groups' sends ~10 ms instead of ~34 ms; ~5 s wall, ~4 s of
+    CPU per snapshot at load ~5). The snapshot's copy is written anew each time, so its
+    order costs nothing to keep; the live tables stay in the order their writes left."""
+    return ";\n".join(sql for t, order in CLUSTERED.values() for sql in _rewrite(t, order, into))
 
 
 # --- migration 3: the tables, filled from what is stored --------------------------------

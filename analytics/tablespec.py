@@ -111,7 +111,16 @@ class KeepGreatest:
     column: str
 
 
-Rule = FirstWins | GreatestWins | CountOnce | KeepGreatest
+@dataclass(frozen=True)
+class AddedUp:
+    """No key: each write appends its own counts (``column``, per the other columns), and
+    a reader sums them per key. Each row must be written once (the writer's own record
+    of what it wrote, e.g. ``rollup_state``), since nothing here refuses a repeat."""
+
+    column: str
+
+
+Rule = FirstWins | GreatestWins | CountOnce | KeepGreatest | AddedUp
 
 
 @dataclass(frozen=True)
@@ -244,6 +253,8 @@ def upsert_sql(table: Table, *, returning_key: bool = False) -> str:
             f"ON CONFLICT DO UPDATE SET {', '.join(_set_all_but(table))}\n"
             f"WHERE {_greater(table, rule.order)}\n"
         )
+    if isinstance(rule, AddedUp):
+        raise ValueError(f"{table.name} has no key to upsert by: its writer appends")
     # CountOnce
     c = ident(rule.column)
     select = ", ".join("count(*)" if x.name == rule.column else x.select for x in table.columns)
@@ -256,6 +267,22 @@ def upsert_sql(table: Table, *, returning_key: bool = False) -> str:
         "GROUP BY ALL\n"
         f"ON CONFLICT DO UPDATE SET {c} = {table.name}.{c} + excluded.{c}\n"
     )
+
+
+def add_sql(table: Table, select: str, into: str = "") -> str:
+    """``select`` (one row per key) added to rollup ``table`` (in database ``into``):
+    counts summed (``CountOnce``), times kept greatest (``KeepGreatest``)."""
+    cols = ", ".join(c.name for c in table.columns)
+    rule = table.rule
+    if not isinstance(rule, CountOnce | KeepGreatest):
+        raise ValueError(f"{table.name}: rows are added to a CountOnce or KeepGreatest table")
+    c = rule.column
+    if isinstance(rule, CountOnce):
+        update = f"{c} = {table.name}.{c} + excluded.{c}"
+    else:
+        update = f"{c} = excluded.{c} WHERE excluded.{c} > {table.name}.{c}"
+    target = f"{into}.{table.name}" if into else table.name
+    return f"INSERT INTO {target} ({cols})\n{select}\nON CONFLICT DO UPDATE SET {update}"
 
 
 def new_keys_name(table: Table) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from analytics.dashboard.filters import Window
@@ -69,11 +69,13 @@ _F = """(
     WHERE sdkappid = $app AND event_time >= $m1 AND event_time <= $until
 )"""
 
-# the rollups exist and hold every exceptions row (analytics/rollups.py: the sink refreshes
-# them before each snapshot and in it; a live file may lag)
+# the rollups exist (migrations 3 and 4: analytics/rollups.py, analytics/group_rollup.py)
+# and hold every exceptions row (the sink refreshes them before each snapshot and in it; a
+# live file may lag)
 HAS_ROLLUPS = """
-SELECT EXISTS (SELECT 1 FROM duckdb_tables() WHERE database_name = current_database()
-               AND schema_name = 'main' AND table_name = 'rollup_state') AS has
+SELECT count(*) = 2 AS has FROM duckdb_tables()
+WHERE database_name = current_database() AND schema_name = 'main'
+  AND table_name IN ('rollup_state', 'group_daily')
 """
 ROLLUPS_WHOLE = (
     "SELECT (SELECT rows FROM rollup_state) = (SELECT count(*) FROM exceptions) AS whole"
@@ -106,11 +108,14 @@ FROM sends_app_minutely WHERE {_SENDS}
 GROUP BY ALL
 """
 
-# failures per group: whole hours [h0, h1) from group_hourly, [since, h0) and [h1, until]
-# from the raw rows
+# failures per group: whole days [d0, d1) from group_daily, the other whole hours
+# [h0, d0) and [d1, h1) from group_hourly, [since, h0) and [h1, until] from the raw rows
 _GROUP_HOURS = """(
+    SELECT group_id, failures FROM group_daily
+    WHERE sdkappid = $app AND day >= $d0 AND day < $d1
+    UNION ALL
     SELECT group_id, failures FROM group_hourly
-    WHERE sdkappid = $app AND hour >= $h0 AND hour < $h1
+    WHERE sdkappid = $app AND (hour >= $h0 AND hour < $d0 OR hour >= $d1 AND hour < $h1)
     UNION ALL
     SELECT group_id, 1 FROM exceptions
     WHERE sdkappid = $app AND event_time >= $since AND event_time < $h0
@@ -165,6 +170,14 @@ SELECT EXISTS (SELECT 1 FROM exceptions WHERE sdkappid = $app AND group_id = $gr
     OR EXISTS (SELECT 1 FROM alerts WHERE sdkappid = $app AND group_id = $group) AS known
 """
 
+# the same question when the rollups are whole: group_ids names every (app, group) with an
+# exception, so an unknown group costs a lookup in it instead of a scan of every raw row
+GROUP_KNOWN_ROLLUPS = """
+SELECT EXISTS (SELECT 1 FROM group_ids WHERE sdkappid = $app AND group_id = $group)
+    OR EXISTS (SELECT 1 FROM sends_minutely WHERE sdkappid = $app AND group_id = $group)
+    OR EXISTS (SELECT 1 FROM alerts WHERE sdkappid = $app AND group_id = $group) AS known
+"""
+
 GROUP_TREND_BY_CODE = f"""
 SELECT epoch(time_bucket($bucket, event_time, $since)) AS bucket, error_code,
        count(*) AS failures
@@ -198,6 +211,60 @@ SELECT event_time, from_account AS sender, error_code, error_category AS categor
        error_info, platform, msg_types
 FROM exceptions WHERE {_RAW} AND group_id = $group
 ORDER BY event_time DESC, event_id LIMIT {LATEST}
+"""
+
+# the same answers from the group rollup (analytics/group_rollup.py, integer ids): whole
+# minutes [since, m1) of group $gid from group_senders_minutely, until's minute raw
+GROUP_GID = "SELECT gid FROM group_ids WHERE sdkappid = $app AND group_id = $group"
+_GROUP_RAW_TAIL = (
+    "FROM exceptions WHERE sdkappid = $app AND group_id = $group "
+    "AND event_time >= $m1 AND event_time <= $until"
+)
+_GROUP_MINUTES = "group_senders_minutely WHERE gid = $gid AND minute >= $since AND minute < $m1"
+
+GROUP_TREND_ROLLED = f"""
+SELECT epoch(time_bucket($bucket, t, $since)) AS bucket, error_code,
+       sum(failures)::BIGINT AS failures
+FROM (
+    SELECT minute AS t, error_code, failures FROM {_GROUP_MINUTES}
+    UNION ALL
+    SELECT event_time, error_code, 1 {_GROUP_RAW_TAIL}
+)
+GROUP BY ALL
+"""
+
+# whole hours [h0, h1) from group_sends_hourly, the rest per minute: for buckets of whole
+# hours (``since`` is then on an hour)
+GROUP_SENDS_TREND_HOURLY = """
+SELECT epoch(time_bucket($bucket, t, $since)) AS bucket, sum(sends)::BIGINT AS sends
+FROM (
+    SELECT hour AS t, sends FROM group_sends_hourly
+    WHERE sdkappid = $app AND group_id = $group AND hour >= $h0 AND hour < $h1
+    UNION ALL
+    SELECT minute, sends FROM sends_minutely
+    WHERE sdkappid = $app AND group_id = $group
+      AND (minute >= $since AND minute < $h0 OR minute >= $h1 AND minute <= $until)
+)
+GROUP BY ALL
+"""
+
+# the senders' counts summed per sender id, then named (sender_ids), then as TOP_SENDERS
+TOP_SENDERS_ROLLED = f"""
+WITH r AS (
+    SELECT n.from_account, m.error_code, m.failures
+    FROM (SELECT sid, error_code, sum(failures) AS failures FROM {_GROUP_MINUTES}
+          GROUP BY ALL) m
+    LEFT JOIN sender_ids n USING (sid)
+    UNION ALL
+    SELECT from_account, error_code, 1 {_GROUP_RAW_TAIL}
+), c AS (
+    SELECT from_account, error_code, sum(failures)::BIGINT AS n FROM r GROUP BY ALL
+)
+SELECT from_account AS sender, sum(n)::BIGINT AS failures,
+       arg_max(error_code, (n, -error_code::BIGINT)) AS top_code,
+       count(from_account) OVER () AS senders
+FROM c
+GROUP BY from_account ORDER BY failures DESC, sender LIMIT {TOP}
 """
 
 # --- the error-code page ----------------------------------------------------------
@@ -278,12 +345,15 @@ def _q(run: Run, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Edges:
-    """Where the rollups take over: minutes [since, m1) and hours [h0, h1) are whole in the
-    range (``since`` is a bucket start, so a whole minute); the rest is read raw."""
+    """Where the rollups take over: minutes [since, m1), hours [h0, h1) and days [d0, d1)
+    are whole in the range (``since`` is a bucket start, so a whole minute); the rest is
+    read raw (or by the hour, around the whole days)."""
 
     m1: datetime
     h0: datetime
     h1: datetime
+    d0: datetime
+    d1: datetime
 
     @classmethod
     def of(cls, window: Window) -> Edges:
@@ -294,7 +364,13 @@ class Edges:
         h1 = window.until.replace(minute=0, second=0, microsecond=0)
         if h1 <= h0:  # no whole hour: everything raw
             h0 = h1 = window.since
-        return cls(m1, h0, h1)
+        d0 = h0.replace(hour=0)
+        if d0 < h0:
+            d0 += timedelta(days=1)
+        d1 = h1.replace(hour=0)
+        if d1 <= d0:  # no whole day: every whole hour by the hour
+            d0 = d1 = h0
+        return cls(m1, h0, h1, d0, d1)
 
 
 def _params(app: str, window: Window, **extra: Any) -> dict[str, Any]:
@@ -306,6 +382,8 @@ def _params(app: str, window: Window, **extra: Any) -> dict[str, Any]:
         "m1": e.m1,
         "h0": e.h0,
         "h1": e.h1,
+        "d0": e.d0,
+        "d1": e.d1,
         **extra,
     }
 
@@ -444,16 +522,48 @@ def overview(run: Run, app: str, window: Window, rollups: bool | None = None) ->
     }
 
 
-def group_known(run: Run, app: str, group: str) -> bool:
-    return bool(_q(run, GROUP_KNOWN, {"app": app, "group": group})[0]["known"])
+def group_known(run: Run, app: str, group: str, rollups: bool | None = None) -> bool:
+    """Whether the data knows the group (an exception, a send or an alert of it);
+    ``rollups``: ask group_ids for the exceptions (None: if the rollups are whole)."""
+    if rollups is None:
+        rollups = rollups_whole(run)
+    sql = GROUP_KNOWN_ROLLUPS if rollups else GROUP_KNOWN
+    return bool(_q(run, sql, {"app": app, "group": group})[0]["known"])
 
 
-def group(run: Run, app: str, window: Window, group_id: str) -> dict[str, Any]:
+def _latest_since(window: Window, trend_rows: list[dict[str, Any]]) -> datetime:
+    """The start of the newest bucket from which on the group has at least ``LATEST``
+    failures in the range (else ``since``): the latest rows all lie at or after it, so
+    their ordered read prunes the older row groups by ``event_time``."""
+    per: dict[float, int] = {}
+    for r in trend_rows:
+        per[float(r["bucket"])] = per.get(float(r["bucket"]), 0) + int(r["failures"])
+    seen = 0
+    for bucket in sorted(per, reverse=True):
+        seen += per[bucket]
+        if seen >= LATEST:
+            return max(window.since, datetime.fromtimestamp(bucket, UTC))
+    return window.since
+
+
+def group(
+    run: Run, app: str, window: Window, group_id: str, rollups: bool | None = None
+) -> dict[str, Any]:
+    """``rollups``: read the group rollup (False: the raw rows; None: if whole)."""
+    if rollups is None:
+        rollups = rollups_whole(run)
     p = _params(app, window, group=group_id, bucket=window.range.bucket)
+    trend_sql, sends_sql, senders_sql = GROUP_TREND_BY_CODE, GROUP_SENDS_TREND, TOP_SENDERS
+    if rollups:
+        found = _q(run, GROUP_GID, p)
+        p["gid"] = found[0]["gid"] if found else None  # none: no failures rolled up
+        trend_sql, senders_sql = GROUP_TREND_ROLLED, TOP_SENDERS_ROLLED
+        if window.range.bucket % timedelta(hours=1) == timedelta(0):
+            sends_sql = GROUP_SENDS_TREND_HOURLY
     # the totals are those of the trend's rows (every row of the range is in one bucket)
-    trend_rows = _q(run, GROUP_TREND_BY_CODE, p)
-    send_rows = _q(run, GROUP_SENDS_TREND, p)
-    senders = _q(run, TOP_SENDERS, p)
+    trend_rows = _q(run, trend_sql, p)
+    send_rows = _q(run, sends_sql, p)
+    senders = _q(run, senders_sql, p)
     row: dict[str, Any] = {
         "failures": sum(int(r["failures"]) for r in trend_rows),
         "senders": senders[0]["senders"] if senders else 0,
@@ -477,7 +587,7 @@ def group(run: Run, app: str, window: Window, group_id: str) -> dict[str, Any]:
             ),
         },
         "top_senders": senders,
-        "latest": _q(run, LATEST_EXCEPTIONS, p),
+        "latest": _q(run, LATEST_EXCEPTIONS, {**p, "since": _latest_since(window, trend_rows)}),
         "alerts": alerts(run, app, window, group=group_id, limit=20),
     }
 

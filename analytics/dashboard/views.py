@@ -160,7 +160,7 @@ def api_group(group_id: str) -> Response:
     run = _runner(gen)
     if not queries.group_known(run, _require_app(app), group_id):
         raise NotFound(f"unknown group {group_id!r} in app {app}")
-    return _json(gen, queries.group(run, _require_app(app), window, group_id))
+    return _json(gen, queries.group(run, _require_app(app), window, group_id, rollups_whole(gen)))
 
 
 @bp.get("/api/code/<code>")

@@ -2,7 +2,7 @@
 range), the failure windows, per-minute sends and alerts derived from them, as the sink
 would have stored them (current code's migrations), and the rollups as the sink keeps
 them (``analytics/rollups.py``: the sends' statements, and the refresh it runs before each
-snapshot)."""
+snapshot), the group rollup in group order as the snapshot has it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import duckdb
 
 from analytics import rollups
 from analytics.db import open_writer
-from analytics.migrations import migrate
+from analytics.migrations import LATEST, migrate
 
 SPAN_MINUTES = 7 * 24 * 60
 APPS = 3
@@ -71,7 +71,9 @@ ORDER BY window_start
 """
 
 # what the sink's snapshot adds (the dashboard shows it as the data's freshness)
-SNAPSHOT_INFO = "CREATE TABLE snapshot_info AS SELECT now() AS taken_at, 3 AS schema_version"
+SNAPSHOT_INFO = (
+    f"CREATE TABLE snapshot_info AS SELECT now() AS taken_at, {LATEST} AS schema_version"
+)
 
 
 def build(db: Path, rows: int) -> None:
@@ -90,6 +92,8 @@ def build(db: Path, rows: int) -> None:
         con.execute(sql).fetchall()
     rollups.add_sends(con, "sends_minutely")
     click.echo(f"  rolled up {rollups.refresh(con):,} rows")
+    # served as the snapshot: its group rollup in group order, as take_snapshot writes it
+    con.execute(rollups.cluster_sql()).fetchall()
     con.execute(SNAPSHOT_INFO).fetchall()
     con.execute("CHECKPOINT")
     con.close()

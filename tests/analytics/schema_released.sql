@@ -251,3 +251,52 @@ INSERT INTO group_sends_hourly (sdkappid, hour, group_id, sends)
 SELECT sdkappid, date_trunc('hour', minute), group_id, sum(sends)::BIGINT
 FROM sends_minutely GROUP BY ALL
 ON CONFLICT DO UPDATE SET sends = group_sends_hourly.sends + excluded.sends;
+
+-- migration 4: group rollups: per group, minute, sender id and code; per day and group
+CREATE TABLE group_ids (
+    sdkappid VARCHAR NOT NULL,
+    group_id VARCHAR NOT NULL,
+    gid      INTEGER NOT NULL,
+    PRIMARY KEY (sdkappid, group_id)
+);
+
+CREATE TABLE sender_ids (
+    from_account VARCHAR PRIMARY KEY,
+    sid          INTEGER NOT NULL
+);
+
+CREATE TABLE group_senders_minutely (
+    gid        INTEGER NOT NULL,
+    minute     TIMESTAMPTZ NOT NULL,
+    sid        INTEGER,
+    error_code INTEGER NOT NULL,
+    failures   BIGINT NOT NULL
+);
+
+CREATE TABLE group_daily (
+    sdkappid VARCHAR NOT NULL,
+    day      TIMESTAMPTZ NOT NULL,
+    group_id VARCHAR NOT NULL,
+    failures BIGINT NOT NULL,
+    PRIMARY KEY (sdkappid, day, group_id)
+);
+
+INSERT INTO group_ids (sdkappid, group_id, gid)
+SELECT sdkappid, group_id, (SELECT coalesce(max(gid), 0) FROM group_ids)
+    + row_number() OVER (ORDER BY sdkappid, group_id)
+FROM (SELECT DISTINCT sdkappid, group_id FROM (SELECT * FROM exceptions WHERE rowid < (SELECT next_rowid FROM rollup_state))) ANTI JOIN group_ids
+USING (sdkappid, group_id);
+INSERT INTO sender_ids (from_account, sid)
+SELECT from_account, (SELECT coalesce(max(sid), 0) FROM sender_ids)
+    + row_number() OVER (ORDER BY from_account)
+FROM (SELECT DISTINCT from_account FROM (SELECT * FROM exceptions WHERE rowid < (SELECT next_rowid FROM rollup_state)) WHERE from_account IS NOT NULL)
+ANTI JOIN sender_ids USING (from_account);
+INSERT INTO group_senders_minutely (gid, minute, sid, error_code, failures)
+SELECT g.gid, date_trunc('minute', r.event_time) AS minute, s.sid, r.error_code, count(*)
+FROM (SELECT * FROM exceptions WHERE rowid < (SELECT next_rowid FROM rollup_state)) r JOIN group_ids g USING (sdkappid, group_id)
+LEFT JOIN sender_ids s USING (from_account)
+GROUP BY ALL ORDER BY minute, g.gid;
+INSERT INTO group_daily (sdkappid, day, group_id, failures)
+SELECT sdkappid, date_trunc('day', event_time), group_id, count(*)
+FROM (SELECT * FROM exceptions WHERE rowid < (SELECT next_rowid FROM rollup_state)) GROUP BY ALL
+ON CONFLICT DO UPDATE SET failures = group_daily.failures + excluded.failures;

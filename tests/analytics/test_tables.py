@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from analytics import rollups, tables
+from analytics import group_rollup, rollups, tables
 from analytics.batch import Reject
 from analytics.migrations import LATEST, MIGRATIONS, current_version, migrate
 from analytics.tablespec import QUOTED, Column, Table, problems
@@ -86,9 +86,10 @@ def duckdb_type(con: duckdb.DuckDBPyConnection, sql_type: str) -> str:
 def spec_catalog(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """What the spec says each table's catalog entry is."""
     out: dict[str, Any] = {}
-    for t in (*tables.TABLES, *rollups.TABLES):
+    for t in (*tables.TABLES, *rollups.TABLES, *group_rollup.TABLES):
         constraints = [("NOT NULL", (c.name,)) for c in t.columns if c.not_null]
-        constraints.append(("PRIMARY KEY", t.key))
+        if t.key:
+            constraints.append(("PRIMARY KEY", t.key))
         out[t.name] = {
             "columns": [(c.name, duckdb_type(con, c.sql), not c.not_null) for c in t.columns],
             "constraints": sorted(constraints),

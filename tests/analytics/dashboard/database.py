@@ -9,10 +9,14 @@ from pathlib import Path
 
 from analytics import rollups
 from analytics.db import open_writer
-from analytics.migrations import migrate
+from analytics.migrations import LATEST, migrate
 
 APP = "1400000001"
 OTHER_APP = "1400000002"
+
+SNAPSHOT_INFO = (
+    f"CREATE TABLE snapshot_info AS SELECT now() AS taken_at, {LATEST} AS schema_version"
+)
 
 INSERT_EXCEPTION = """
 INSERT INTO exceptions (event_id, sdkappid, callback_command, group_id, group_type,
@@ -83,7 +87,7 @@ def build(path: Path, groups: dict[str, int], now: datetime | None = None) -> No
     )
     rollups.add_sends(con, "sends_minutely")  # the sink adds each batch's to the rollups
     rollups.refresh(con)  # what the sink does before each snapshot
-    con.execute("CREATE TABLE snapshot_info AS SELECT now() AS taken_at, 3 AS schema_version")
+    con.execute(SNAPSHOT_INFO)
     con.execute("CHECKPOINT")
     con.close()
     os.replace(tmp, path)
@@ -139,7 +143,7 @@ def demo(path: Path) -> None:
     )
     rollups.add_sends(con, "sends_minutely")  # the sink adds each batch's to the rollups
     rollups.refresh(con)  # what the sink does before each snapshot
-    con.execute("CREATE TABLE snapshot_info AS SELECT now() AS taken_at, 3 AS schema_version")
+    con.execute(SNAPSHOT_INFO)
     con.execute("CHECKPOINT")
     con.close()
     os.replace(tmp, path)

@@ -21,6 +21,12 @@ class SinkStats:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
+        self.checkpoint_seconds = Histogram(
+            "groupwatch_sink_checkpoint_seconds",
+            "Duration of one checkpoint the sink ran between batches (WAL into the file).",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
         self.rows = Counter(
             "groupwatch_sink_rows_total",
             "Records applied, by kind.",
@@ -59,7 +65,9 @@ class SinkStats:
         )
         self._lock = threading.Lock()
         self._recent: deque[tuple[float, float, int, float]] = deque(maxlen=keep)
+        self._checkpoints: deque[tuple[float, float, float, int]] = deque(maxlen=keep)
         self.batches = 0
+        self.checkpoints = 0
         self.total_rows = 0
         self.started_at = time.time()
         self.last_snapshot_at: float | None = None
@@ -78,6 +86,13 @@ class SinkStats:
             self.batches += 1
             self.total_rows += sum(counts.values()) + rejects
             self._recent.append((time.time(), seconds, sum(counts.values()) + rejects, cpu_seconds))
+
+    def record_checkpoint(self, seconds: float, cpu_seconds: float, wal_bytes: int) -> None:
+        """One checkpoint run between batches: wall time, CPU, the WAL it emptied."""
+        self.checkpoint_seconds.observe(seconds)
+        with self._lock:
+            self.checkpoints += 1
+            self._checkpoints.append((time.time(), seconds, cpu_seconds, wal_bytes))
 
     def count_records(self, topic: str, outcome: str, n: int) -> None:
         """``n`` consumed records of ``topic`` (its suffix) had ``outcome``."""
@@ -103,8 +118,10 @@ class SinkStats:
         """Batch counts and latencies; ``since`` (unix s) limits the latency window."""
         with self._lock:
             recent = [r for r in self._recent if since is None or r[0] >= since]
+            checkpoints = [c for c in self._checkpoints if since is None or c[0] >= since]
             out: dict[str, Any] = {
                 "batches": self.batches,
+                "checkpoints": self.checkpoints,
                 "rows": self.total_rows,
                 "uptime_s": round(time.time() - self.started_at, 3),
                 "last_snapshot_at": self.last_snapshot_at,
@@ -122,4 +139,11 @@ class SinkStats:
         else:
             out["max_batch_ms"] = out["p50_batch_ms"] = out["p95_batch_ms"] = None
             out["max_batch_cpu_ms"] = None
+        # checkpoints run between batches (analytics/checkpoints.py): the batches queued
+        # behind one wait this long on top of their own transaction
+        out["window_checkpoints"] = len(checkpoints)
+        out["max_checkpoint_ms"] = (
+            round(max(c[1] for c in checkpoints) * 1000, 3) if checkpoints else None
+        )
+        out["checkpoint_ms_total"] = round(sum(c[1] for c in checkpoints) * 1000, 3)
         return out

@@ -3,7 +3,9 @@
 Each batch (up to ``sink_batch_rows`` records or ``sink_batch_ms``) is applied with its
 Kafka offsets in one DuckDB transaction. A fetch thread consumes, decodes and builds the
 Arrow tables of the next batch while this one is applied (DuckDB releases the GIL while
-it inserts and commits); at most one prepared batch waits. On partition assignment the
+it inserts and commits); at most ``PREPARED_AHEAD`` (one) prepared batch waits.
+Checkpoints run between batches (``analytics/checkpoints.py``), never inside a batch's
+commit. On partition assignment the
 consumer seeks to the offsets stored in DuckDB; a batch fetched before that assignment is
 dropped unapplied (``generation``). Kafka's committed offsets are written afterwards only
 so lag tools see progress and are never read back.
@@ -29,6 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from analytics.apply import Applied, apply_batch, isolate, prune_send_ids, stored_offsets
 from analytics.batch import Prepared, collate, next_offsets_of, prepare
+from analytics.checkpoints import Checkpoints, automatic_threshold_mb
 from analytics.db import open_writer, writer_threads
 from analytics.metrics import SinkStats
 from analytics.migrations import migrate
@@ -54,6 +57,12 @@ WATCHDOG_AFTER_S = 9 * SESSION_TIMEOUT_MS / 1000
 # ``sink_process_tuning`` in analytics/commands.py), the loop collects between batches,
 # every GC_EVERY_SECONDS, for the few cycles other code (HTTP handlers, errors) may leave.
 GC_EVERY_SECONDS = 5.0
+
+# Prepared batches the fetch thread may have waiting for the apply loop. 8 (to keep it busy
+# through a checkpoint between batches) was slower: at 500,000 rows 139-147k vs 151-157k
+# rows/s with 1, CPU 10.5 vs 9.8-10.0 us/row (a fetch thread that never waits takes the
+# cores the transactions and the checkpoint need; docs/PERFORMANCE-analytics.md).
+PREPARED_AHEAD = 1
 
 
 def check_loopback(host: str, allow_non_loopback: bool = False) -> None:
@@ -92,9 +101,16 @@ class Sink:
             settings.duckdb_path,
             settings.snapshot_path,
             threads=writer_threads(settings.sink_duckdb_threads),
-            checkpoint_mb=settings.sink_checkpoint_mb,
+            # DuckDB's own checkpoint (inside a commit) only as a safety net: the sink
+            # checkpoints between batches at sink_checkpoint_mb
+            checkpoint_mb=automatic_threshold_mb(settings.sink_checkpoint_mb),
             lock=False,  # each served query's worker sets its limits, then locks its copy
         )
+        self.checkpoints = Checkpoints(
+            self.con, settings.duckdb_path, settings.sink_checkpoint_mb, self.stats
+        )
+        # set by the fetch thread: its last consume() filled a whole batch (catching up)
+        self.backlogged = False
         migrate(self.con)
         # Served queries (forked, analytics/worker.py) and snapshots use cursors of this
         # connection, never self.con. Every thread that enters DuckDB holds gate.shared;
@@ -163,6 +179,10 @@ class Sink:
                 # waited for records: 113k vs 155k rows/s with 10 ms at 20,000-row
                 # batches (docs/PERFORMANCE-analytics.md)
                 "fetch.queue.backoff.ms": 10,
+                # 4 MiB per partition per fetch (librdkafka's default: 1 MiB): fewer,
+                # larger fetch responses while catching up; 200k rows 177k vs 160k rows/s,
+                # CPU 8.7 vs 9.1 us/row, interleaved (docs/PERFORMANCE-analytics.md)
+                "max.partition.fetch.bytes": 4 << 20,
             }
         )
 
@@ -275,6 +295,7 @@ class Sink:
         messages = self.consumer.consume(
             num_messages=s.sink_batch_rows, timeout=s.sink_batch_ms / 1000
         )
+        self.backlogged = len(messages) >= s.sink_batch_rows
         fresh = self._fresh(messages)
         if not fresh:
             return None
@@ -396,7 +417,7 @@ class Sink:
         if self.snapshotter is not None:
             self.snapshotter.start()
         last_log = last_prune = last_gc = time.monotonic()
-        ready: queue.Queue[Prepared | BaseException] = queue.Queue(maxsize=1)
+        ready: queue.Queue[Prepared | BaseException] = queue.Queue(maxsize=PREPARED_AHEAD)
         fetcher = threading.Thread(
             target=self._fetch_loop, args=(ready,), name="sink-fetch", daemon=True
         )
@@ -413,6 +434,7 @@ class Sink:
                     raise RuntimeError("the sink's fetch thread failed") from item
                 if item is not None:
                     self.apply_once(item)
+                self._checkpoint_if_due(idle=item is None and not self.backlogged)
                 if not gc.isenabled() and time.monotonic() - last_gc >= GC_EVERY_SECONDS:
                     gc.collect()  # between batches: no transaction is open
                     last_gc = time.monotonic()
@@ -435,6 +457,13 @@ class Sink:
             self.stopping.set()
             fetcher.join()  # it returns within one consume() timeout
             self.close()
+
+    def _checkpoint_if_due(self, idle: bool) -> None:
+        """Between batches: checkpoint once the WAL reaches the bound (a quarter of it
+        while idle); the fetch thread prepares the next batch meanwhile."""
+        if self.checkpoints.due(idle):
+            with self.apply_lock, self.gate.shared():
+                self.checkpoints.run()
 
     def stop(self, *_: object) -> None:
         self.stopping.set()

@@ -57,17 +57,21 @@ def sink_once(subject: Subject, settings: Settings, tmp: Path, n: int) -> dict[s
 
     Rate = rows applied between the first /stats poll that shows rows and the first that
     shows all of them, over that time (both ends carry the same poll error, 50 ms); CPU
-    is the sink process's over the same span.
+    is the sink process's over the same span. Checkpoints (a sink that runs them between
+    batches reports them in /stats): how many fell inside the span, and the longest.
     """
     sink = Sink(subject, settings, tmp / "sink.log").start()
     try:
         first: tuple[float, int, float] | None = None
+        first_stats: dict[str, Any] = {}
         while True:
-            rows = int(sink.stats()["rows"])
+            polled = sink.stats()
+            rows = int(polled["rows"])
             now = time.perf_counter()
             if first is None and rows > 0:
-                first = (now, rows, cpu_seconds(sink.pid))
+                first, first_stats = (now, rows, cpu_seconds(sink.pid)), polled
             if rows >= n:
+                done_stats = polled
                 done, cpu_done = now, cpu_seconds(sink.pid)
                 break
             time.sleep(POLL_S)
@@ -86,6 +90,18 @@ def sink_once(subject: Subject, settings: Settings, tmp: Path, n: int) -> dict[s
         "cpu_us_per_row": (cpu_done - first[2]) / applied * 1e6,
         "batches": float(stats["batches"]),
         "max_batch_ms": stats["max_batch_ms"],
+        **checkpoints_in_span(first_stats, done_stats),
+    }
+
+
+def checkpoints_in_span(first: dict[str, Any], done: dict[str, Any]) -> dict[str, float | None]:
+    """Checkpoints between the two polls and the longest so far (None: a sink that does
+    not report them, i.e. checkpoints inside its commits)."""
+    if "checkpoints" not in done:
+        return {"checkpoints": None, "max_checkpoint_ms": None}
+    return {
+        "checkpoints": float(done["checkpoints"] - first.get("checkpoints", 0)),
+        "max_checkpoint_ms": done.get("max_checkpoint_ms"),
     }
 
 

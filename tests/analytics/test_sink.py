@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from analytics.checkpoints import wal_path
 from groupwatch.contracts import Settings, Topics
 from tests.analytics import reference as ref
 from tests.analytics.workload import Workload, make_workload
@@ -116,25 +117,38 @@ def test_a_non_final_after_the_final_never_overrides(
 def test_sigkill_mid_batch_then_restart_equals_reference(
     make_settings: Callable[..., Settings], topics: Topics, tmp_path: Path
 ) -> None:
+    """SIGKILLed while batches keep coming (mid-transaction, between a commit and the
+    next checkpoint, or mid-checkpoint: the sink checkpoints between batches at a 1 MiB
+    WAL here, every few batches), restarted, every record lands once."""
     settings = sink_settings(
         make_settings,
         sink_batch_rows=1500,
         sink_batch_ms=100,
+        sink_checkpoint_mb=1,
     )
     w = make_workload(seed=7, n_exceptions=30_000, n_sends=15_000, n_window_keys=3_000)
     w.produce(settings.bootstrap_servers, topics)
     total = sum(high_watermarks(settings).values())
     rng = random.Random(3)
     applied: list[int] = [0]
+    checkpoints = 0
+    wal_at_kill: list[int] = []
     for _ in range(4):
         sink = SinkProcess(settings, tmp_path / "sink.log").start()
         target = sink.stats()["batches"] + rng.randint(2, 5)
-        while sink.stats()["batches"] < target:
+        while (stats := sink.stats())["batches"] < target:
             time.sleep(0.01)
         sink.kill()  # while batches keep coming: mid-replay, usually mid-transaction
-        applied.append(stored_total(settings.duckdb_path))
-    assert applied == sorted(applied), "a crash lost applied offsets"
+        checkpoints += stats["checkpoints"]
+        wal = wal_path(settings.duckdb_path)
+        wal_at_kill.append(wal.stat().st_size if wal.exists() else 0)
+        applied.append(stored_total(settings.duckdb_path))  # the WAL replayed (read-only)
+        # every batch reported committed before the kill is stored after it (its offsets
+        # advance by at least its records), checkpointed or only in the WAL
+        assert applied[-1] - applied[-2] >= stats["rows"], "a crash lost committed batches"
     assert applied[-1] < total, "the replay finished before the last kill"
+    assert checkpoints > 0, "no checkpoint ran between batches before the kills"
+    assert any(wal_at_kill), "no kill left committed batches only in the WAL"
     sink = SinkProcess(settings, tmp_path / "sink.log").start()
     try:
         sink.wait_caught_up(timeout=300)

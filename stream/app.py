@@ -442,6 +442,8 @@ class StreamWorker:
         store = faust_compat.LocalStore(self.table, partition)  # no current event
         put, delete = store.put, store.delete
         send = self.app.producer.send
+        # straight into the producer's open batch; Faust's send when that does not apply
+        append = faust_compat.Appender(self.app.producer).append
         changelog = self._changelog
         fut: Any = None
         for key, value in entries:
@@ -450,7 +452,10 @@ class StreamWorker:
                 delete(kb)
             else:
                 put(kb, value)
-            fut = await send(changelog, kb, value, partition, None, None)
+            fut = append(changelog, partition, kb, value)
+            if fut is None:
+                fut = await send(changelog, kb, value, partition, None, None)
+        store.write()  # the local store's puts and deletes, in order, in one write
         if fut is not None:
             # the last write's offset covers the batch's writes (one changelog partition)
             fut.add_done_callback(self._persisted)

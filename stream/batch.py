@@ -74,6 +74,7 @@ def apply_batch(
     state: PartitionState | None = None
     fx: Effects | None = None
     applied: dict[EventKind, int] = {}
+    counts: list[int] = []  # the run's outcome counters (of its partition and kind)
     decode = guard.decode
     skip_run = False
     for topic, partition, offset, value, key in records:
@@ -89,6 +90,7 @@ def apply_batch(
                 entry = effects[partition] = (state, state.begin())
             state, fx = entry
             applied = state.offsets
+            counts = fx.outcomes[kind]
             skip_run = False
             if not is_tick:
                 done = applied[kind]
@@ -103,7 +105,6 @@ def apply_batch(
             continue
         run_offset = offset
         read[kind] += 1
-        counts = fx.outcomes[kind]
         if offset <= applied[kind]:
             counts[_REPLAYED] += 1
             continue

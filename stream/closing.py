@@ -122,7 +122,6 @@ def prune_dedup(state: PartitionState, fx: Effects) -> None:
     """Delete the dedup buckets older than stream time - (window + grace + dedup span)."""
     spec = state.cfg.spec
     keep = spec.size_ms + spec.grace_ms + state.cfg.dedup_ms
-    histories = state.dedup
     for bk in list(state.dbuckets):
         kind = bk[0]
         st = state.clock.stream_time[kind]
@@ -130,13 +129,14 @@ def prune_dedup(state: PartitionState, fx: Effects) -> None:
             continue
         # the bucket's occurrences leave the in-memory histories too (only the
         # expired entries are visited, not every history)
+        histories = state.dedup[kind]
+        forget = histories.pop
         for event_id, gone in state.dbuckets.pop(bk).items():
-            dk = (kind, event_id)
-            history = histories.pop(dk, None)
-            if history is None or history == gone:  # usually all of it is in here
+            history = forget(event_id, None)
+            if history is None or history is gone or history == gone:  # usually all of it
                 continue
             rest = [occ for occ in history if occ not in gone]
             if rest:
-                histories[dk] = rest
+                histories[event_id] = rest
         state.dirty_buckets.discard(bk)
         fx.deletes.append(keys.dedup(state.p, *bk))

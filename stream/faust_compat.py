@@ -1,6 +1,6 @@
 """The one module that touches private names of faust, aiokafka, mode and Faust's RocksDB store.
 
-The worker goes below Faust's public API in five places, all of them here:
+The worker goes below Faust's public API in six places, all of them here:
 
 - **the batch drain** (``install_batch_drain``): Faust's fetcher hands every record to the
   conductor one at a time (a ``ConsumerMessage``, an ``Event``, a ``wait_first`` with new
@@ -17,6 +17,12 @@ The worker goes below Faust's public API in five places, all of them here:
   ``wait_empty`` does not see records it did not track).
 - **the producer linger** (``end_linger``): closes the open aiokafka batches of some
   topics and wakes the sender, as aiokafka's ``flush_for_commit`` does for all batches.
+- **the producer's open batches** (``Appender``): appends a record to the open aiokafka
+  batch of its topic-partition in one call, what ``AIOKafkaProducer.send`` ends in after
+  four coroutines (Faust's ``send``, aiokafka's ``send``, its metadata wait and
+  ``add_message``); anything else (a full batch, unknown metadata, a record near the
+  request size limit, a transactional or idempotent producer, a closed or failed
+  accumulator) goes through Faust's ``send``.
 - **the consumer's fetch positions** (``fetch_state``, ``committed_offset``).
 - **the group membership** (``group_coordinator``, ``membership``, ``watch_membership``):
   the coordinator's generation and member id, whether a rejoin is due, and when the last
@@ -40,7 +46,7 @@ import inspect
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -145,11 +151,32 @@ INTERNALS: Final[tuple[Internal, ...]] = (
     Internal(_ACCUMULATOR, "_waiter_future", "attribute", None, "wakes the sender"),
     Internal("aiokafka.producer.message_accumulator:MessageBatch", "_builder", "attribute"),
     Internal("aiokafka.producer.message_accumulator:BatchBuilder", "close", "method", ()),
+    # the producer's open batches (Appender)
+    Internal("aiokafka.producer.producer:AIOKafkaProducer", "_txn_manager", "attribute"),
+    Internal("aiokafka.producer.producer:AIOKafkaProducer", "client", "attribute"),
+    Internal("aiokafka.producer.producer:AIOKafkaProducer", "_max_request_size", "attribute"),
+    Internal("aiokafka.cluster:ClusterMetadata", "partitions_for_topic", "method", ("topic",)),
+    Internal(_ACCUMULATOR, "_closed", "attribute", None, "closed: Faust's send raises"),
+    Internal(_ACCUMULATOR, "_exception", "attribute", None, "failed: Faust's send raises"),
+    Internal(
+        _ACCUMULATOR, "create_builder", "method", ("key_serializer", "value_serializer"), "new"
+    ),
+    Internal(_ACCUMULATOR, "_append_batch", "method", ("builder", "tp"), "open a batch"),
+    Internal(
+        "aiokafka.producer.message_accumulator:MessageBatch",
+        "append",
+        "method",
+        ("key", "value", "timestamp_ms", "_create_future", "headers"),
+        "None when full",
+    ),
     # the local table store
     Internal("faust.stores.rocksdb:Store", "_db_for_partition", "method", ("partition",)),
     Internal("faust.stores.rocksdb:Store", "_key_index", "attribute", None, "key -> partition"),
-    Internal("rocksdict:Rdict", "put", "method"),
-    Internal("rocksdict:Rdict", "delete", "method"),
+    Internal("rocksdict:Rdict", "write", "method"),
+    Internal("rocksdict:WriteBatch", "put", "method"),
+    Internal("rocksdict:WriteBatch", "delete", "method"),
+    Internal("rocksdict:WriteBatch", "is_empty", "method"),
+    Internal("rocksdict:WriteBatch", "clear", "method"),
 )
 
 
@@ -334,10 +361,11 @@ def install_batch_drain(
 
     async def _handle(records: Any, active: Any) -> None:
         batch: list[Record] = []
-        acked: dict[Any, list[int]] = {}
+        acked: dict[Any, Sequence[int]] = {}
         others: list[tuple[Any, Any]] = []
         buffered = consumer._buffered_partitions
         read_offset = consumer._read_offset
+        add = batch.append
         for tp, recs in records.items():
             if active is not None and tp not in active and tp not in buffered:
                 continue
@@ -345,20 +373,27 @@ def install_batch_drain(
             if tp.topic not in batch_topics:
                 others.extend((tp, r) for r in recs)
                 continue
-            offsets = acked.setdefault(tp, [])
             topic, partition = tp.topic, tp.partition
-            add, add_offset = batch.append, offsets.append
+            start = len(batch)
+            dense = True  # every record taken is the one right after the previous
             for r in recs:
                 offset = r.offset
                 if last is not None:
-                    if offset < last:
-                        continue  # already read (Faust drops these too)
-                    if offset - last > 1:
-                        await consumer._add_gap(tp, last + 1, offset)
+                    step = offset - last
+                    if step != 1:
+                        if step < 0:
+                            continue  # already read (Faust drops these too)
+                        dense = False
+                        if step > 1:
+                            await consumer._add_gap(tp, last + 1, offset)
                 add((topic, partition, offset, r.value, r.key))
-                add_offset(offset)
                 last = offset
-            if offsets:
+            if len(batch) > start:
+                # the offsets to acknowledge: one range when they are consecutive (the
+                # usual case), else each one
+                acked[tp] = (
+                    range(batch[start][2], last + 1) if dense else [rec[2] for rec in batch[start:]]
+                )
                 read_offset[tp] = last
         if batch:
             refused = await handler(batch) or ()
@@ -377,10 +412,13 @@ def install_batch_drain(
             consumer._n_acked = 0
             await consumer.commit()
 
-    def _ack(tp: Any, offsets: list[int]) -> None:
+    def _ack(tp: Any, offsets: Sequence[int]) -> None:
         committed = consumer._committed_offset[tp]
         if committed is not None:
-            offsets = [o for o in offsets if o >= committed]
+            if isinstance(offsets, range):
+                offsets = range(max(offsets.start, committed), offsets.stop)
+            else:
+                offsets = [o for o in offsets if o >= committed]
         consumer._acked[tp].extend(offsets)
         consumer._n_acked += len(offsets)
 
@@ -406,6 +444,48 @@ def end_linger(producer: Any, topics: Collection[str]) -> None:
     waiter = acc._waiter_future
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
+
+
+# --- the producer's open batches ------------------------------------------------------
+class Appender:
+    """Appends records of known topic-partitions to aiokafka's open batch, in one call.
+
+    ``append(topic, partition, key, value)`` returns the record's delivery future, as
+    Faust's ``Producer.send`` would, or None when the direct append does not apply: then
+    the caller sends the record through Faust's ``send`` (which waits, raises or fetches
+    metadata as it always did). Order, batching, linger, acks and retries are the
+    sender's, unchanged; only the per-record coroutines in front of the accumulator are
+    skipped.
+    """
+
+    __slots__ = ("append",)
+
+    def __init__(self, producer: Any) -> None:
+        from aiokafka.structs import TopicPartition
+
+        aio = producer._ensure_producer()
+        acc = aio._message_accumulator
+        batches, known = acc._batches, aio.client.cluster.partitions_for_topic
+        new_batch, new_builder = acc._append_batch, acc.create_builder
+        tps: dict[tuple[str, int], Any] = {}
+        # near the request limit, Faust's send does aiokafka's exact size check (and raises)
+        direct_max = aio._max_request_size - 1024
+
+        def append(topic: str, partition: int, key: bytes | None, value: bytes | None) -> Any:
+            if aio._txn_manager is not None or acc._closed or acc._exception is not None:
+                return None
+            if len(key or b"") + len(value or b"") > direct_max:
+                return None
+            tp = tps.get((topic, partition))
+            if tp is None:
+                if partition not in (known(topic) or ()):
+                    return None  # Faust's send waits for the metadata
+                tp = tps[(topic, partition)] = TopicPartition(topic, partition)
+            pending = batches.get(tp)
+            batch = pending[-1] if pending else new_batch(new_builder(), tp)
+            return batch.append(key, value, None)  # None when the batch is full
+
+        self.append: Callable[[str, int, bytes | None, bytes | None], Any] = append
 
 
 # --- the consumer's positions ----------------------------------------------------------
@@ -513,24 +593,35 @@ class LocalStore:
     """Writes to one partition of a Faust RocksDB table's local store, without an event.
 
     Faust finds a key's partition through the current event or its key index; a batch has
-    no current event, so the key index is kept here as Faust's own ``_set`` does.
+    no current event, so the key index is kept here as Faust's own ``_set`` does. Puts and
+    deletes are collected in one RocksDB ``WriteBatch`` (as Faust's own changelog recovery
+    writes) and applied, in order, by ``write``.
     """
 
-    __slots__ = ("delete", "put")
+    __slots__ = ("delete", "put", "write")
 
     def __init__(self, table: Any, partition: int) -> None:
+        from rocksdict import WriteBatch
+
         store = table.data
         db = store._db_for_partition(partition)
         key_index = store._key_index
-        db_put, db_delete, forget = db.put, db.delete, key_index.pop
+        batch = [WriteBatch(raw_mode=True)]  # a written WriteBatch cannot be used again
+        forget = key_index.pop
 
         def put(key: bytes, value: bytes) -> None:
             key_index[key] = partition
-            db_put(key, value)
+            batch[0].put(key, value)
 
         def delete(key: bytes) -> None:
             forget(key, None)
-            db_delete(key)
+            batch[0].delete(key)
+
+        def write() -> None:
+            if not batch[0].is_empty():
+                db.write(batch[0])
+                batch[0] = WriteBatch(raw_mode=True)
 
         self.put: Callable[[bytes, bytes], None] = put
         self.delete: Callable[[bytes], None] = delete
+        self.write: Callable[[], None] = write

@@ -48,7 +48,8 @@ class PartitionState:
         self.by_group: dict[GroupId, dict[int, CodeAgg]] = {}
         self.gsends: dict[GroupId, Count] = {}
         self.asends: dict[AppId, Count] = {}
-        self.dedup: dict[tuple[EventKind, str], list[dedup.Occurrence]] = {}  # (kind, event_id)
+        # per input kind: event_id -> its counted occurrences
+        self.dedup: dict[EventKind, dict[str, list[dedup.Occurrence]]] = {k: {} for k in KINDS}
         # stored form of the dedup histories: bucket -> event_id -> occurrences
         self.dbuckets: dict[dedup.BucketId, dict[str, list[dedup.Occurrence]]] = {}
         self.baselines: dict[tuple[str, str], Baseline] = {}
@@ -151,7 +152,7 @@ class PartitionState:
 
     def _remember(self, kind: EventKind, event_id: str, t: int, offset: int) -> None:
         """Add one restored counted occurrence to its history and its bucket."""
-        history = self.dedup.setdefault((kind, event_id), [])
+        history = self.dedup[kind].setdefault(event_id, [])
         if any(o == offset for _, o in history):
             return
         history.append((t, offset))

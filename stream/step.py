@@ -62,18 +62,20 @@ def step(
             elif st is None or cap > st:
                 stream_time[kind] = st = cap
         event_id = event.event_id
-        dk = (kind, event_id)
-        dedup_map = state.dedup
-        history = dedup_map.get(dk)
+        dedup_map = state.dedup[kind]
+        history = dedup_map.get(event_id)
         occ = (t, offset)
         if history is None:
             counted = changed = True
-            dedup_map[dk] = [occ]
+            # the first occurrence: one list, shared with its bucket entry below (neither
+            # is changed in place while shared: a later occurrence replaces the history)
+            dedup_map[event_id] = first_occ = [occ]
         else:
+            first_occ = None
             decision = dedup.decide(history, t, offset, state.dedup_ms)
             counted, changed = decision.counted, decision.changed
             if changed:
-                dedup_map[dk] = decision.history
+                dedup_map[event_id] = decision.history
         if not counted:
             fx.outcomes[kind][_DUPLICATE] += 1
         else:
@@ -85,7 +87,7 @@ def step(
                     entries = state.dbuckets[bk] = {}
                 held = entries.get(event_id)
                 if held is None:
-                    entries[event_id] = [occ]
+                    entries[event_id] = first_occ if first_occ is not None else [occ]
                 else:
                     held.append(occ)
                 state.dirty_buckets.add(bk)

@@ -2,13 +2,20 @@
 peak RSS of ``stream.batch.apply_batch`` over one partition's share of the ``peer``
 bench's input (decode, step, closing, ticks, serialisation of the changelog entries).
 
-``python -m bench.experiments.state_layer [--events 720000] [--runs 2]``
+``python -m bench.experiments.state_layer [--events 720000] [--runs 2] [--digest]``
+
+``--digest`` prints a SHA-256 over every batch's effects (outputs, updates, changelog
+entries in carry-out order, outcome counters): two versions of ``stream/`` that print the
+same digest did the same thing with this input (the input and the worker's clock are then
+pinned to ``DIGEST_NOW_MS`` instead of the wall clock; run it with ``PYTHONHASHSEED=0``,
+since the flush writes changed keys in set order).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import resource
 import time
 import tracemalloc
@@ -24,6 +31,7 @@ from stream.commands import GC_THRESHOLDS
 from stream.state import PartitionState
 
 EXC, SND, TICKS = "in.exceptions", "in.sends", "in.ticks"
+DIGEST_NOW_MS = 1_796_641_200_000  # 2026-12-07 12:00 UTC, an hour boundary
 
 
 def records(n: int, chunk_e: int = 500, chunk_s: int = 200) -> list[Record]:
@@ -56,15 +64,19 @@ def main() -> None:
     ap.add_argument(
         "--memory", action="store_true", help="trace the state's Python allocations (slow)"
     )
+    ap.add_argument("--digest", action="store_true", help="print a digest of every batch's effects")
     args = ap.parse_args()
+    if args.digest:  # the same input and clock in every run
+        inputs.hours_ago = lambda hours: DIGEST_NOW_MS - hours * inputs.HOUR_MS
     recs = records(args.events)
     cfg = config_from_settings(load_settings(idle_close_seconds=0))
     gc.set_threshold(*GC_THRESHOLDS)
     for _ in range(args.runs):
         state = PartitionState(0, cfg)
         state.finish_load()
-        now = int(time.time() * 1000)
+        now = DIGEST_NOW_MS if args.digest else int(time.time() * 1000)
         writes = 0
+        digest = hashlib.sha256()
         if args.memory:
             tracemalloc.start()
         cpu0 = time.process_time()
@@ -84,7 +96,11 @@ def main() -> None:
                 unread=lambda p: {},
             )
             for fx in applied.effects.values():
-                writes += len(fx.changelog())
+                entries = fx.changelog()
+                writes += len(entries)
+                if args.digest:
+                    digest.update(repr((fx.outputs, fx.updates, entries)).encode())
+                    digest.update(repr(sorted(fx.outcomes.items())).encode())
         cpu = time.process_time() - cpu0
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if args.memory:
@@ -94,6 +110,7 @@ def main() -> None:
         print(
             f"{cpu / len(recs) * 1e6:.2f} us/event, {writes / len(recs):.3f} writes/event, "
             f"{len(recs)} events, peak RSS {rss:.0f} MiB"
+            + (f", digest {digest.hexdigest()[:16]}" if args.digest else "")
         )
 
 

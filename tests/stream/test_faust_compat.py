@@ -127,11 +127,16 @@ def test_local_store_writes_are_what_faust_reads(tmp_path: Path) -> None:
     store.put(b"gone", b"x")
     store.delete(b"gone")
     data: Any = table.data
+    assert data._db_for_partition(1).get(b"k") is None  # collected until written
+    store.write()
     assert data[b"k"] == b"v"  # found through Faust's key index, no current event
     assert b"gone" not in data
     assert data._key_index[b"k"] == 1 and b"gone" not in data._key_index
     assert data._db_for_partition(1).get(b"k") == b"v"
     assert data._db_for_partition(0).get(b"k") is None
+    store.put(b"again", b"y")  # a store goes on after a write
+    store.write()
+    assert data[b"again"] == b"y"
 
 
 def test_end_linger_closes_the_open_batches_of_the_topics_and_wakes_the_sender(
@@ -153,6 +158,33 @@ def test_end_linger_closes_the_open_batches_of_the_topics_and_wakes_the_sender(
         faust_compat.end_linger(producer, frozenset({"out"}))
         assert builders["out"].closed() and not builders["changelog"].closed()
         assert waiter.done()
+
+    asyncio.run(scenario())
+
+
+def test_the_appender_appends_to_the_open_batch_or_leaves_the_record_to_fausts_send(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        app = _app(tmp_path)
+        producer: Any = app.producer
+        inner = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")  # not started
+        producer._producer = inner
+        append = faust_compat.Appender(producer).append
+        assert append("changelog", 0, b"k", b"v") is None  # no metadata yet: Faust's send
+        inner.client.cluster._partitions["changelog"] = {0: None, 1: None}
+        assert append("changelog", 2, b"k", b"v") is None  # no such partition
+        first = append("changelog", 1, b"k1", b"v1")
+        second = append("changelog", 1, b"k2", None)
+        assert isinstance(first, asyncio.Future) and isinstance(second, asyncio.Future)
+        (batch,) = inner._message_accumulator._batches[TP("changelog", 1)]
+        assert batch.record_count == 2  # one open batch, in order
+        big = b"x" * inner._max_request_size
+        assert append("changelog", 0, b"k", big) is None  # Faust's send checks the size
+        batch._builder.close()  # full: the next record waits in Faust's send
+        assert append("changelog", 1, b"k3", b"v3") is None
+        inner._message_accumulator._exception = RuntimeError("failed")
+        assert append("changelog", 0, b"k", b"v") is None  # Faust's send raises it
 
     asyncio.run(scenario())
 

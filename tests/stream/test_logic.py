@@ -259,7 +259,7 @@ def test_dedup_bucket_keeps_occurrences_of_one_id_in_their_own_buckets() -> None
     assert [f.total(Outcome.COUNTED) for f in fxs] == [1, 1]
     assert _dedup_keys(fxs[0].writes) == [f"0|d|e|{T}|0"]
     assert _dedup_keys(fxs[1].writes) == [f"0|d|e|{T + 300_000}|0"]
-    assert len(st.dedup[(E, ev.event_id)]) == 2
+    assert len(st.dedup[E][ev.event_id]) == 2
 
 
 def test_legacy_per_event_dedup_key_is_moved_into_its_bucket() -> None:
@@ -290,4 +290,4 @@ def test_dedup_bucket_size_is_bounded_by_offsets() -> None:
     for key, value in [*fx.writes.items(), fx.meta]:
         fresh.load(key, value)  # type: ignore[arg-type]
     fresh.finish_load()
-    assert sum(len(h) for h in fresh.dedup.values()) == n
+    assert sum(len(h) for hs in fresh.dedup.values() for h in hs.values()) == n

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +24,16 @@ from tests.support.ports import free_port, free_port_run
 from tests.support.processes import clean_env, groupwatch
 
 NODES = 3
+
+
+# the child of ``Cluster.coordinator``: prints the coordinator's node id of argv[2]
+_COORDINATOR = """
+import sys
+from confluent_kafka.admin import AdminClient
+admin = AdminClient({"bootstrap.servers": sys.argv[1], "log_level": 0})
+[future] = admin.describe_consumer_groups([sys.argv[2]], request_timeout=5).values()
+print(int(future.result(10).coordinator.id))
+"""
 
 
 class ClusterProcess:
@@ -112,20 +123,31 @@ class ClusterProcess:
 
     def coordinator(self, group: str, not_node: int | None = None, timeout: float = 60) -> int:
         """The node coordinating consumer group ``group`` (other than ``not_node``: waits
-        until the coordination moved off a dead node). A fresh client each try: one that
-        asked the dead coordinator keeps waiting on it."""
+        until the coordination moved off a dead node).
+
+        Each try asks in a child process: librdkafka's admin client can abort the whole
+        process (``rd_kafka_enq_once_del_source_return: eonce->refcnt > 0``) when a
+        ``describe_consumer_groups`` against a just-killed coordinator times out and the
+        client is destroyed (it aborted this suite in a clean-clone CI run; the stages
+        make no admin requests for that reason, docs/RELIABILITY.md). A child that aborts
+        or hangs is one failed try."""
         deadline = time.monotonic() + timeout
         while True:
-            admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
             try:
-                [future] = admin.describe_consumer_groups([group], request_timeout=5).values()
-                node = int(future.result(10).coordinator.id)
-                if node != not_node:
-                    return node
-            except Exception as exc:  # not answered yet: the dead node's session runs out
-                last: object = exc
-            else:
-                last = f"still node {node}"
+                done = subprocess.run(
+                    [sys.executable, "-c", _COORDINATOR, self.bootstrap, group],
+                    capture_output=True,
+                    text=True,
+                    timeout=20,
+                )
+                last: object = f"exit {done.returncode}: {done.stderr.strip()[-300:]}"
+                if done.returncode == 0:
+                    node = int(done.stdout.strip())
+                    if node != not_node:
+                        return node
+                    last = f"still node {node}"
+            except subprocess.TimeoutExpired:
+                last = "no answer in 20 s"
             assert time.monotonic() < deadline, f"coordinator of {group}: {last}"
             time.sleep(1)
 

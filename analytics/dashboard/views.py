@@ -117,7 +117,7 @@ def group(group_id: str) -> Any:
     gen = _generation()
     group_id = parse_group(group_id)
     app, _ = _context(gen)
-    if app is not None and not queries.group_known(_runner(gen), app, group_id):
+    if app is not None and not queries.group_known(_runner(gen), app, group_id, rollups_whole(gen)):
         raise NotFound(f"unknown group {group_id!r} in app {app}")
     return _page("group.html", gen, app, page="group", group_id=group_id)
 
@@ -158,7 +158,7 @@ def api_group(group_id: str) -> Response:
     group_id = parse_group(group_id)
     app, window = _context(gen)
     run = _runner(gen)
-    if not queries.group_known(run, _require_app(app), group_id):
+    if not queries.group_known(run, _require_app(app), group_id, rollups_whole(gen)):
         raise NotFound(f"unknown group {group_id!r} in app {app}")
     return _json(gen, queries.group(run, _require_app(app), window, group_id, rollups_whole(gen)))
 

@@ -92,6 +92,14 @@ def _app(tmp_path: Path) -> faust.App:
     )
 
 
+def _unstarted_producer(tmp_path: Path) -> tuple[Any, AIOKafkaProducer]:
+    """A Faust producer over an aiokafka producer that is never started (inside a loop)."""
+    producer: Any = _app(tmp_path).producer
+    inner = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")  # not started
+    producer._producer = inner  # what faust's Producer.on_start sets
+    return producer, inner
+
+
 def test_the_drain_replaces_the_loop_faust_s_fetcher_calls(tmp_path: Path) -> None:
     fetch_loop = Fetcher._fetcher.fun  # a mode ServiceTask around the coroutine function
     assert "consumer._drain_messages(self)" in inspect.getsource(fetch_loop)
@@ -143,10 +151,7 @@ def test_end_linger_closes_the_open_batches_of_the_topics_and_wakes_the_sender(
     tmp_path: Path,
 ) -> None:
     async def scenario() -> None:
-        app = _app(tmp_path)
-        producer: Any = app.producer
-        inner = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")  # not started
-        producer._producer = inner  # what faust's Producer.on_start sets
+        producer, inner = _unstarted_producer(tmp_path)
         acc = inner._message_accumulator
         builders = {}
         for topic in ("out", "changelog"):
@@ -166,10 +171,7 @@ def test_the_appender_appends_to_the_open_batch_or_leaves_the_record_to_fausts_s
     tmp_path: Path,
 ) -> None:
     async def scenario() -> None:
-        app = _app(tmp_path)
-        producer: Any = app.producer
-        inner = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")  # not started
-        producer._producer = inner
+        producer, inner = _unstarted_producer(tmp_path)
         append = faust_compat.Appender(producer).append
         assert append("changelog", 0, b"k", b"v") is None  # no metadata yet: Faust's send
         inner.client.cluster._partitions["changelog"] = {0: None, 1: None}

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,7 +23,7 @@ from prometheus_client import generate_latest
 
 from groupwatch.contracts import Settings, Topics
 from groupwatch.contracts.records import EventKind
-from stream import faust_compat, keys
+from stream import epochs, faust_compat, keys
 from stream import metrics as m
 from stream.alerts import AlertRules
 from stream.batch import Record, apply_batch
@@ -60,6 +61,13 @@ FETCH_FRESH_MS = 10_000
 # the DLQ topic accepts records up to 4 MiB (a rejected 1 MiB record in base64 fits)
 PRODUCER_MAX_REQUEST_BYTES = 5 * 1024 * 1024
 HEARTBEAT_S = 2.0  # at most a third of the session
+# No standby copies of other workers' partitions: a worker taking a partition over restores
+# it from the changelog itself (from its own store's persisted offset, or from the start)
+# instead of trusting a copy kept up in the background (docs/RELIABILITY.md, cluster
+# faults: the short-final run diagnosed on 2026-12-08 took a partition over from such a
+# copy, which lacked changelog records it had passed). The state is the open windows
+# only, so a full restore is small.
+STANDBY_REPLICAS = 0
 
 
 def config_from_settings(settings: Settings) -> Config:
@@ -140,11 +148,13 @@ class StreamWorker:
             # (``stream.fence`` keeps the worker from writing after that)
             broker_session_timeout=session_s,
             broker_heartbeat_interval=heartbeat_s,
+            table_standby_replicas=STANDBY_REPLICAS,
         )
         self.fence = Fence(
             lambda: faust_compat.group_coordinator(self.app),
             session_s=session_s,
             heartbeat_s=heartbeat_s,
+            rebalance_s=float(self.app.conf.broker_rebalance_timeout),
         )
         self.source = self.app.topic(
             self.topics.exceptions,
@@ -163,6 +173,9 @@ class StreamWorker:
             options=ROCKSDB_OPTIONS,
         )
         self._changelog = self.table.changelog_topic.get_topic_name()
+        faust_compat.install_epoch_filter(self.table)  # restores skip ended ownerships
+        # (partition, generation) -> the epoch this worker writes its changelog under
+        self._epochs: dict[tuple[int, int], list[tuple[str, bytes]]] = {}
         self._out = {
             "failure_windows": self.topics.failure_windows,
             "late_events": self.topics.late_events,
@@ -210,11 +223,13 @@ class StreamWorker:
             async with self._batch_lock:  # the batch in flight finishes first
                 await app.producer.flush()  # its writes reach the changelog
                 self.states.clear()  # reloaded from the (recovered) table on next use
+                self._epochs.clear()
 
         async def assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
             self.fence.watch()
             async with self._batch_lock:
                 self.states.clear()
+                self._epochs.clear()
 
         app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(assigned)  # type: ignore[arg-type]
@@ -367,7 +382,7 @@ class StreamWorker:
             return await self._drop(records, positions, generation, fenced)
         m.count_records(applied.read, list(batches.values()))  # once: not for a dropped batch
         for partition, batch in batches.items():
-            await self._carry_out(partition, batch)
+            await self._carry_out(partition, batch, generation)
         if refused:
             try:  # on the consumer's thread, like Faust's own seeks
                 await self.app.consumer.seek_wait(
@@ -395,6 +410,7 @@ class StreamWorker:
         for topic, partition, offset, _value, _key in records:
             first.setdefault((topic, partition), offset)
         self.states.clear()
+        self._epochs.clear()
         self.positions.clear()
         self.positions.update(positions)
         m.FENCED_BATCHES.inc()
@@ -427,12 +443,45 @@ class StreamWorker:
             self._out[out.topic], out.key.encode(), out.value, None, None, None
         )
 
-    def _persisted(self, fut: Any) -> None:
-        if not fut.cancelled() and fut.exception() is None:
-            meta = fut.result()
-            cast(Any, self.table.data).set_persisted_offset(meta.topic_partition, meta.offset)
+    def _persisted(self, generation: int, fut: Any) -> None:
+        """The batch's last changelog write was acknowledged: the local store is current
+        up to it, unless the membership the batch was written under may have ended
+        before the acknowledgement. Then another worker may have owned the partition and
+        written between this worker's earlier writes and this one: the local store is not
+        marked past them, so the next restore reads them (``stream.epochs``)."""
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        meta = fut.result()
+        if not self.fence.held(generation):
+            m.LATE_CHANGELOG_ACKS.inc()
+            log.warning(
+                "%s[%d]@%d: state writes acknowledged after generation %d may have ended:"
+                " not marked persisted locally",
+                meta.topic_partition.topic, meta.topic_partition.partition, meta.offset,
+                generation,
+            )  # fmt: skip
+            return
+        cast(Any, self.table.data).set_persisted_offset(meta.topic_partition, meta.offset)
 
-    async def _carry_out(self, partition: int, batch: Effects) -> None:
+    def _epoch_headers(
+        self, partition: int, generation: int, store: faust_compat.LocalStore
+    ) -> list[tuple[str, bytes]]:
+        """The changelog headers of this worker's writes to ``partition`` in
+        ``generation`` (``stream.epochs``); the local store's highest epoch raised to it."""
+        found = self._epochs.get((partition, generation))
+        if found is None:
+            stored = faust_compat.stored_epoch(self.table, partition)
+            epoch = epochs.writer_epoch(generation, stored)
+            if epoch != stored:
+                store.put_epoch(epoch)  # written with the batch's own puts
+            log.info(
+                "partition %d: writing under epoch %d (generation %d, store at %s)",
+                partition, epoch, generation, stored,
+            )  # fmt: skip
+            found = self._epochs[(partition, generation)] = epochs.headers(epoch)
+        return found
+
+    async def _carry_out(self, partition: int, batch: Effects, generation: int) -> None:
         # every entry in order (key writes, meta, deletions, ``Effects.changelog``): local
         # store, then its changelog partition. Faust's ``table[key] = value`` goes through
         # its one-message-at-a-time producer buffer; sending straight to the producer keeps
@@ -440,6 +489,7 @@ class StreamWorker:
         # commit) at a fraction of the cost.
         entries = batch.changelog()
         store = faust_compat.LocalStore(self.table, partition)  # no current event
+        headers = self._epoch_headers(partition, generation, store)
         put, delete = store.put, store.delete
         send = self.app.producer.send
         # straight into the producer's open batch; Faust's send when that does not apply
@@ -452,13 +502,13 @@ class StreamWorker:
                 delete(kb)
             else:
                 put(kb, value)
-            fut = append(changelog, partition, kb, value)
+            fut = append(changelog, partition, kb, value, headers)
             if fut is None:
-                fut = await send(changelog, kb, value, partition, None, None)
+                fut = await send(changelog, kb, value, partition, None, headers)
         store.write()  # the local store's puts and deletes, in order, in one write
         if fut is not None:
             # the last write's offset covers the batch's writes (one changelog partition)
-            fut.add_done_callback(self._persisted)
+            fut.add_done_callback(partial(self._persisted, generation))
         out_topics = self._out
         for out in batch.updates:
             await send(out_topics[out.topic], out.key.encode(), out.value, None, None, None)

@@ -1,6 +1,6 @@
 """The one module that touches private names of faust, aiokafka, mode and Faust's RocksDB store.
 
-The worker goes below Faust's public API in six places, all of them here:
+The worker goes below Faust's public API in seven places, all of them here:
 
 - **the batch drain** (``install_batch_drain``): Faust's fetcher hands every record to the
   conductor one at a time (a ``ConsumerMessage``, an ``Event``, a ``wait_first`` with new
@@ -27,8 +27,12 @@ The worker goes below Faust's public API in six places, all of them here:
 - **the group membership** (``group_coordinator``, ``membership``, ``watch_membership``):
   the coordinator's generation and member id, whether a rejoin is due, and when the last
   SyncGroup or heartbeat the broker answered was sent (``stream.fence``'s lease).
-- **the local table store** (``LocalStore``): writes to one partition's RocksDB without a
-  current event, keeping Faust's key index.
+- **the local table store** (``LocalStore``, ``stored_epoch``): writes to one partition's
+  RocksDB without a current event, keeping Faust's key index; the partition's highest
+  changelog epoch beside Faust's offset key.
+- **the changelog restore** (``install_epoch_filter``): the table's
+  ``apply_changelog_batch`` (recovery) skips records of an ended ownership
+  (``stream.epochs``).
 
 Every private name (and public name of a private object) these rely on is listed once in
 ``INTERNALS``; ``require`` checks them and the exact versions in ``BUILT_FOR`` before a
@@ -43,6 +47,7 @@ import ast
 import asyncio
 import importlib
 import inspect
+import logging
 import re
 import sys
 import time
@@ -52,9 +57,12 @@ from functools import cache
 from importlib import metadata
 from typing import Any, Final, Literal
 
+from stream import epochs
 from stream import metrics as m
 from stream.batch import Record
 from stream.setup import StreamSetupError
+
+log = logging.getLogger("groupwatch.stream")
 
 # The exact versions the internals below were read from (pinned in pyproject.toml and
 # constraints.txt; a test checks the three agree).
@@ -171,6 +179,17 @@ INTERNALS: Final[tuple[Internal, ...]] = (
     ),
     # the local table store
     Internal("faust.stores.rocksdb:Store", "_db_for_partition", "method", ("partition",)),
+    Internal("faust.stores.rocksdb:Store", "set_persisted_offset", "method", ("tp", "offset")),
+    Internal("faust.stores.rocksdb:Store", "offset_key", "attribute", None, "not our key"),
+    Internal(
+        "faust.tables.base:Collection",
+        "apply_changelog_batch",
+        "method",
+        ("batch",),
+        "replaced by the epoch filter",
+    ),
+    Internal("faust.types.tuples:Message", "headers", "attribute", None, "the record epoch"),
+    Internal("rocksdict:Rdict", "get", "method"),
     Internal("faust.stores.rocksdb:Store", "_key_index", "attribute", None, "key -> partition"),
     Internal("rocksdict:Rdict", "write", "method"),
     Internal("rocksdict:WriteBatch", "put", "method"),
@@ -468,10 +487,17 @@ class Appender:
         batches, known = acc._batches, aio.client.cluster.partitions_for_topic
         new_batch, new_builder = acc._append_batch, acc.create_builder
         tps: dict[tuple[str, int], Any] = {}
+        no_headers: list[tuple[str, bytes]] = []
         # near the request limit, Faust's send does aiokafka's exact size check (and raises)
         direct_max = aio._max_request_size - 1024
 
-        def append(topic: str, partition: int, key: bytes | None, value: bytes | None) -> Any:
+        def append(
+            topic: str,
+            partition: int,
+            key: bytes | None,
+            value: bytes | None,
+            headers: list[tuple[str, bytes]] | None = None,
+        ) -> Any:
             if aio._txn_manager is not None or acc._closed or acc._exception is not None:
                 return None
             if len(key or b"") + len(value or b"") > direct_max:
@@ -483,9 +509,10 @@ class Appender:
                 tp = tps[(topic, partition)] = TopicPartition(topic, partition)
             pending = batches.get(tp)
             batch = pending[-1] if pending else new_batch(new_builder(), tp)
-            return batch.append(key, value, None)  # None when the batch is full
+            # None when full; aiokafka's record builder takes a list
+            return batch.append(key, value, None, headers=headers or no_headers)
 
-        self.append: Callable[[str, int, bytes | None, bytes | None], Any] = append
+        self.append: Callable[..., Any] = append
 
 
 # --- the consumer's positions ----------------------------------------------------------
@@ -598,7 +625,7 @@ class LocalStore:
     writes) and applied, in order, by ``write``.
     """
 
-    __slots__ = ("delete", "put", "write")
+    __slots__ = ("delete", "put", "put_epoch", "write")
 
     def __init__(self, table: Any, partition: int) -> None:
         from rocksdict import WriteBatch
@@ -617,6 +644,9 @@ class LocalStore:
             forget(key, None)
             batch[0].delete(key)
 
+        def put_epoch(epoch: int) -> None:  # not a table key: no key index entry
+            batch[0].put(epochs.STORE_KEY, str(epoch).encode())
+
         def write() -> None:
             if not batch[0].is_empty():
                 db.write(batch[0])
@@ -624,4 +654,65 @@ class LocalStore:
 
         self.put: Callable[[bytes, bytes], None] = put
         self.delete: Callable[[bytes], None] = delete
+        self.put_epoch: Callable[[int], None] = put_epoch
         self.write: Callable[[], None] = write
+
+
+def stored_epoch(table: Any, partition: int) -> int | None:
+    """The highest changelog epoch applied to ``partition``'s local store (None: none)."""
+    db = table.data._db_for_partition(partition)
+    return epochs.decode_stored(db.get(epochs.STORE_KEY))
+
+
+def install_epoch_filter(table: Any) -> None:
+    """Restore batches of ``table``'s changelog skip records of an ended
+    ownership (``stream.epochs``).
+
+    Replaces the table's ``apply_changelog_batch`` (Faust's recovery calls it with each
+    buffer of changelog events) with the RocksDB store's own, per record in log order, plus
+    the epoch gate: each partition's puts and deletes, and its new highest epoch, in one
+    ``WriteBatch``; then the persisted offsets, as Faust does (an ignored record counts as
+    read).
+    """
+    from rocksdict import WriteBatch
+
+    def apply_changelog_batch(batch: Iterable[Any]) -> None:
+        store = table.data
+        gate = epochs.EpochGate()
+        writes: dict[int, Any] = {}
+        offsets: dict[Any, int] = {}
+        for event in batch:
+            msg = event.message
+            tp, offset, partition = msg.tp, msg.offset, msg.partition
+            if offsets.get(tp, -1) < offset:
+                offsets[tp] = offset
+            if not gate.known(partition):
+                db = store._db_for_partition(partition)
+                gate.start(partition, epochs.decode_stored(db.get(epochs.STORE_KEY)))
+            if not gate.admit(partition, epochs.record_epoch(msg.headers)):
+                continue
+            wb = writes.get(partition)
+            if wb is None:
+                wb = writes[partition] = WriteBatch(raw_mode=True)
+            if msg.value is None:
+                wb.delete(msg.key)
+            else:
+                wb.put(msg.key, msg.value)
+        for partition in gate.changed:
+            wb = writes.get(partition)
+            if wb is None:
+                wb = writes[partition] = WriteBatch(raw_mode=True)
+            wb.put(epochs.STORE_KEY, str(gate.current[partition]).encode())
+        for partition, wb in writes.items():
+            store._db_for_partition(partition).write(wb)
+        for tp, offset in offsets.items():
+            store.set_persisted_offset(tp, offset)
+        if gate.ignored:
+            m.CHANGELOG_IGNORED.inc(gate.ignored)
+            log.warning(
+                "changelog restore: %d records of an ended ownership ignored (partitions"
+                " %s now at epoch %s)",
+                gate.ignored, sorted(gate.current), gate.current,
+            )  # fmt: skip
+
+    table.apply_changelog_batch = apply_changelog_batch

@@ -38,13 +38,21 @@ class Fence:
     """The lease of one worker's group membership (``hold`` before every write)."""
 
     def __init__(
-        self, coordinator: Callable[[], Any | None], *, session_s: float, heartbeat_s: float
+        self,
+        coordinator: Callable[[], Any | None],
+        *,
+        session_s: float,
+        heartbeat_s: float,
+        rebalance_s: float | None = None,
     ) -> None:
         """``coordinator``: the consumer's aiokafka group coordinator, None before it
-        started (``faust_compat.group_coordinator``)."""
+        started (``faust_compat.group_coordinator``); ``rebalance_s``: the group's
+        rebalance timeout (a member that has not rejoined by then is removed)."""
         if heartbeat_s >= session_s:
             raise ValueError("the heartbeat interval must be shorter than the session")
         self._find = coordinator
+        # the broker keeps the member at least this long after an answered request's send
+        self.member_s = session_s if rebalance_s is None else min(session_s, rebalance_s)
         self.lease_s = session_s - heartbeat_s
         self.max_wait_s = session_s * MAX_WAIT_SESSIONS
         self._renewed = -math.inf  # time.monotonic() the last answered request was sent
@@ -76,6 +84,19 @@ class Fence:
         if now.rejoining:
             return f"generation {generation} is ending (a rebalance is due)"
         return None
+
+    def held(self, generation: int) -> bool:
+        """Whether the worker is certainly still a member of ``generation`` now, so no
+        other worker can own its partitions yet: the broker cannot have expired it before
+        the last answered request's send time plus the session, and a rebalance forms the
+        next generation only after this member rejoined (its revoke handler runs first) or
+        its rebalance timeout passed. A rebalance that is only due still counts (unlike
+        ``lost``)."""
+        coordinator = self.watch()
+        if coordinator is None:
+            return False
+        now = faust_compat.membership(coordinator)
+        return now.generation == generation and bool(now.member_id) and self.age() < self.member_s
 
     def age(self) -> float:
         """Seconds since the last answered SyncGroup or heartbeat was sent."""

@@ -88,6 +88,19 @@ FENCED_BATCHES = Counter(
     " were fetched under (stream/fence.py; read again by the partitions' owner).",
     registry=REGISTRY,
 )
+CHANGELOG_IGNORED = Counter(
+    "groupwatch_stream_changelog_ignored",
+    "State changelog records a restore skipped: written under an ownership older"
+    " than one already applied (a late write of a worker that lost the partition,"
+    " stream/epochs.py).",
+    registry=REGISTRY,
+)
+LATE_CHANGELOG_ACKS = Counter(
+    "groupwatch_stream_late_changelog_acks",
+    "Batches whose state writes were acknowledged after the worker's group membership may"
+    " have ended: not marked persisted locally (the next restore reads them again).",
+    registry=REGISTRY,
+)
 DRAINED_BATCHES = Counter(
     "groupwatch_stream_drained_batches",
     "Fetched batches of input records handed whole to the worker by the batch drain"

@@ -96,7 +96,13 @@ class ClusterStack:
             }
             health = f"http://127.0.0.1:{port}/healthz"
             self.workers.append(
-                StageProcess(f"stream-{i}", ["stream"], env, logs / f"stream-{i}.log", health)
+                StageProcess(
+                    f"stream-{i}",
+                    ["stream", "--loglevel", "info"],
+                    env,
+                    logs / f"stream-{i}.log",
+                    health,
+                )
             )
         self.sink_url = f"http://127.0.0.1:{self.env['GROUPWATCH_QUERY_PORT']}"
         self.sink = StageProcess(

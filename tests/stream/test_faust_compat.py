@@ -145,6 +145,11 @@ def test_local_store_writes_are_what_faust_reads(tmp_path: Path) -> None:
     store.put(b"again", b"y")  # a store goes on after a write
     store.write()
     assert data[b"again"] == b"y"
+    assert faust_compat.stored_epoch(table, 1) is None  # no changelog epoch applied yet
+    store.put_epoch(6)
+    store.write()
+    assert faust_compat.stored_epoch(table, 1) == 6 and faust_compat.stored_epoch(table, 0) is None
+    assert b"__groupwatch\x00epoch__" not in data._key_index  # not a table key
 
 
 def test_end_linger_closes_the_open_batches_of_the_topics_and_wakes_the_sender(
@@ -176,7 +181,7 @@ def test_the_appender_appends_to_the_open_batch_or_leaves_the_record_to_fausts_s
         assert append("changelog", 0, b"k", b"v") is None  # no metadata yet: Faust's send
         inner.client.cluster._partitions["changelog"] = {0: None, 1: None}
         assert append("changelog", 2, b"k", b"v") is None  # no such partition
-        first = append("changelog", 1, b"k1", b"v1")
+        first = append("changelog", 1, b"k1", b"v1", [("gw-epoch", b"6")])
         second = append("changelog", 1, b"k2", None)
         assert isinstance(first, asyncio.Future) and isinstance(second, asyncio.Future)
         (batch,) = inner._message_accumulator._batches[TP("changelog", 1)]

@@ -54,6 +54,10 @@ async def lease_scenario(bootstrap: str, topic: str) -> dict[str, object]:
         out["first_hold"] = await fence.hold(generation)
         out["first_hold_s"] = time.monotonic() - t0
         out["age_after_hold"] = fence.age()
+        out["held_after_hold"] = fence.held(generation)
+        out["held_unrenewed"] = Fence(lambda: coordinator, session_s=6.0, heartbeat_s=1.5).held(
+            generation
+        )
 
         # a lease shorter than the heartbeat interval: each hold waits for a fresh reply
         short = Fence(lambda: coordinator, session_s=2.0, heartbeat_s=1.9)
@@ -80,6 +84,8 @@ async def lease_scenario(bootstrap: str, topic: str) -> dict[str, object]:
                 assert time.monotonic() - t0 < 30, "a did not rejoin"
                 await a.getmany(timeout_ms=20)
             out["age_after_rejoin"] = sync.age()
+            out["held_old_after_rejoin"] = fence.held(generation)
+            out["held_new_after_rejoin"] = fence.held(coordinator.generation)
             out["hold_new_generation"] = await fence.hold(coordinator.generation)
         finally:
             await b.stop()
@@ -100,6 +106,9 @@ def test_the_lease_holds_on_heartbeats_and_is_lost_when_the_generation_ends(
     assert out["age_after_hold"] < SESSION_MS / 1000 - 0.3, out  # type: ignore[operator]
     assert out["short_hold"] is None and out["short_age"] < 0.1, out  # type: ignore[operator]
     assert "is over" in str(out["stale_generation"]), out
+    assert out["held_after_hold"] is True and out["held_unrenewed"] is False, out
+    assert out["held_old_after_rejoin"] is False, out  # another member's join ended it
+    assert out["held_new_after_rejoin"] is True, out  # renewed by the SyncGroup reply
     assert out["lost_on_join"] is not None, out
     assert out["hold_after_join"] is not None, out
     assert out["hold_new_generation"] is None, out

@@ -49,6 +49,11 @@ def record_epoch(record_headers: Iterable[tuple[str, bytes]] | None) -> int | No
     return None
 
 
+def encode_stored(epoch: int) -> bytes:
+    """The value of ``STORE_KEY`` for ``epoch``."""
+    return str(epoch).encode()
+
+
 def decode_stored(value: bytes | None) -> int | None:
     return None if value is None else int(value)
 

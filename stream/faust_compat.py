@@ -180,7 +180,6 @@ INTERNALS: Final[tuple[Internal, ...]] = (
     # the local table store
     Internal("faust.stores.rocksdb:Store", "_db_for_partition", "method", ("partition",)),
     Internal("faust.stores.rocksdb:Store", "set_persisted_offset", "method", ("tp", "offset")),
-    Internal("faust.stores.rocksdb:Store", "offset_key", "attribute", None, "not our key"),
     Internal(
         "faust.tables.base:Collection",
         "apply_changelog_batch",
@@ -645,7 +644,7 @@ class LocalStore:
             batch[0].delete(key)
 
         def put_epoch(epoch: int) -> None:  # not a table key: no key index entry
-            batch[0].put(epochs.STORE_KEY, str(epoch).encode())
+            batch[0].put(epochs.STORE_KEY, epochs.encode_stored(epoch))
 
         def write() -> None:
             if not batch[0].is_empty():
@@ -660,7 +659,10 @@ class LocalStore:
 
 def stored_epoch(table: Any, partition: int) -> int | None:
     """The highest changelog epoch applied to ``partition``'s local store (None: none)."""
-    db = table.data._db_for_partition(partition)
+    return _db_epoch(table.data._db_for_partition(partition))
+
+
+def _db_epoch(db: Any) -> int | None:
     return epochs.decode_stored(db.get(epochs.STORE_KEY))
 
 
@@ -687,8 +689,7 @@ def install_epoch_filter(table: Any) -> None:
             if offsets.get(tp, -1) < offset:
                 offsets[tp] = offset
             if not gate.known(partition):
-                db = store._db_for_partition(partition)
-                gate.start(partition, epochs.decode_stored(db.get(epochs.STORE_KEY)))
+                gate.start(partition, _db_epoch(store._db_for_partition(partition)))
             if not gate.admit(partition, epochs.record_epoch(msg.headers)):
                 continue
             wb = writes.get(partition)
@@ -702,7 +703,9 @@ def install_epoch_filter(table: Any) -> None:
             wb = writes.get(partition)
             if wb is None:
                 wb = writes[partition] = WriteBatch(raw_mode=True)
-            wb.put(epochs.STORE_KEY, str(gate.current[partition]).encode())
+            epoch = gate.current[partition]
+            assert epoch is not None  # it rose
+            wb.put(epochs.STORE_KEY, epochs.encode_stored(epoch))
         for partition, wb in writes.items():
             store._db_for_partition(partition).write(wb)
         for tp, offset in offsets.items():
